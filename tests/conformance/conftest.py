@@ -10,7 +10,9 @@ import pytest
 
 from flarebase.platform import Env, open_env
 
-CONFIG = Path(__file__).with_name("wrangler.toml")
+CONFIG = Path(
+    os.environ.get("FLAREBASE_CONFORMANCE_CONFIG") or Path(__file__).with_name("wrangler.toml")
+)
 PROVIDERS = [p.strip() for p in os.environ.get("FLAREBASE_TEST_PROVIDERS", "local").split(",")]
 
 

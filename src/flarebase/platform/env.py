@@ -87,18 +87,12 @@ def make_provider(name: str, project: Project, **options: Any) -> Provider:
 
 def build_bindings(project: Project, provider: Provider) -> dict[str, Any]:
     bindings: dict[str, Any] = {}
-    for spec in project.d1_databases:
-        bindings[spec.binding] = provider.d1(spec)
-    for spec in project.kv_namespaces:
-        bindings[spec.binding] = provider.kv(spec)
-    for spec in project.r2_buckets:
-        bindings[spec.binding] = provider.r2(spec)
-    for spec in project.vectorize:
-        bindings[spec.binding] = provider.vectorize(spec)
-    for do_spec in project.durable_objects:
-        bindings[do_spec.name] = provider.durable_object(do_spec)
-    for q_spec in project.queue_producers:
-        bindings[q_spec.binding] = provider.queue(q_spec)
+    bindings |= {s.binding: provider.d1(s) for s in project.d1_databases}
+    bindings |= {s.binding: provider.kv(s) for s in project.kv_namespaces}
+    bindings |= {s.binding: provider.r2(s) for s in project.r2_buckets}
+    bindings |= {s.binding: provider.vectorize(s) for s in project.vectorize}
+    bindings |= {s.name: provider.durable_object(s) for s in project.durable_objects}
+    bindings |= {s.binding: provider.queue(s) for s in project.queue_producers}
     return bindings
 
 

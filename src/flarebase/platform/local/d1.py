@@ -1,0 +1,324 @@
+"""Local D1: one SQLite file per database, held to D1's limits and semantics.
+
+Limits are SQLite's own run-time limits (as workerd sets them), BEGIN/SAVEPOINT
+are refused by their text, unlisted PRAGMAs by an authorizer, and a progress handler stops
+a query (or a whole batch) after D1's 30 seconds. Statements run synchronously
+inside the async methods: a thread hop would cost more than the query.
+
+Durability: WAL with synchronous=NORMAL. A write that returned is in the WAL and
+survives a killed process; only an OS crash can lose the last transactions.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import invocation
+from ..d1 import D1ExecResult, D1Meta, D1Result, split_statements
+from ..errors import D1Error
+from ..limits import D1_MAX_DATABASE_BYTES, D1_QUERY_SECONDS, D1_SQLITE_LIMITS
+
+TRANSACTION_MESSAGE = (
+    "To execute a transaction, please use the state.storage.transaction() or "
+    "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT "
+    "statements. The JavaScript API is safer because it will automatically roll back on "
+    "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
+    "write coalescing."
+)
+TIMEOUT_MESSAGE = "D1 DB storage operation exceeded timeout which caused object to be reset."
+
+# The PRAGMAs D1 documents as supported; any other is "not authorized".
+ALLOWED_PRAGMAS = frozenset(
+    """table_list table_info table_xinfo index_list index_info index_xinfo foreign_key_list
+    foreign_key_check foreign_keys defer_foreign_keys case_sensitive_like
+    ignore_check_constraints legacy_alter_table recursive_triggers reverse_unordered_selects
+    quick_check optimize""".split()
+)
+# Read by FTS5 and R*Tree themselves while creating a table; reading them is harmless.
+READABLE_PRAGMAS = frozenset({"data_version", "page_size"})
+# Judged from the text: FTS5 and R*Tree run their own BEGIN internally, so the
+# authorizer cannot tell a user's transaction from theirs.
+_TRANSACTION = re.compile(
+    r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*(?:BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_BINDABLE = (type(None), int, float, str, bytes)
+
+
+class Guard:
+    """Per-connection state for the authorizer and the query deadline."""
+
+    def __init__(self) -> None:
+        self.internal = False  # our own BEGIN/COMMIT/PRAGMA are allowed
+        self.refused: str | None = None
+        self.deadline = float("inf")
+        self.timed_out = False
+        # A random tag keeps our cached internal statements out of users' reach.
+        self.tag = f"/* flarebase {secrets.token_hex(8)} */"
+
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if self.internal or action != sqlite3.SQLITE_PRAGMA:
+            return sqlite3.SQLITE_OK
+        pragma = (arg1 or "").lower()
+        if pragma in ALLOWED_PRAGMAS or (pragma in READABLE_PRAGMAS and arg2 is None):
+            return sqlite3.SQLITE_OK
+        self.refused = "not authorized"
+        return sqlite3.SQLITE_DENY
+
+    def arm(self) -> None:
+        self.refused = None
+        self.timed_out = False
+        self.deadline = time.monotonic() + D1_QUERY_SECONDS
+
+    def check_deadline(self) -> int:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+            return 1  # non-zero interrupts the statement
+        return 0
+
+
+def configure_connection(conn: sqlite3.Connection, max_size: int = D1_MAX_DATABASE_BYTES) -> Guard:
+    """Give a connection D1's pragmas, limits, authorizer and deadline."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={max(1, max_size // page_size)}")
+    for limit, value in D1_SQLITE_LIMITS.items():
+        conn.setlimit(limit, value)
+    guard = Guard()
+    conn.set_authorizer(guard.authorize)
+    conn.set_progress_handler(guard.check_deadline, 100_000)
+    return guard
+
+
+def is_transaction(sql: str) -> bool:
+    """True for BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE/END, which D1 refuses."""
+    return _TRANSACTION.match(sql) is not None
+
+
+def transaction_error() -> D1Error:
+    return D1Error(f"D1_ERROR: {TRANSACTION_MESSAGE}: SQLITE_AUTH")
+
+
+def to_d1_error(exc: BaseException, guard: Guard, context: str = "") -> D1Error:
+    """Translate a sqlite3 error into D1's wording: `D1_ERROR: <message>: SQLITE_<CODE>`."""
+    suffix = f" ({context})" if context else ""
+    if isinstance(exc, OverflowError):
+        return D1Error(f"D1_TYPE_ERROR: {exc}{suffix}", code="D1_TYPE_ERROR")
+    if guard.timed_out:
+        return D1Error(f"D1_ERROR: {TIMEOUT_MESSAGE}{suffix}")
+    if guard.refused:
+        return D1Error(f"D1_ERROR: {guard.refused}: SQLITE_AUTH{suffix}")
+    text = str(exc)
+    if "Incorrect number of bindings" in text:
+        text, name = "Wrong number of parameter bindings for SQL query.", "SQLITE_RANGE"
+    elif "query string is too large" in text:
+        text, name = "statement too long", "SQLITE_TOOBIG"
+    elif "one statement at a time" in text:
+        text, name = "A prepared SQL statement must contain only one statement.", "SQLITE_ERROR"
+    else:
+        name = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
+    return D1Error(f"D1_ERROR: {text}: {name}{suffix}")
+
+
+def check_bindable(values: Sequence[Any]) -> tuple[Any, ...]:
+    """D1 binds null, numbers, strings, booleans and ArrayBuffers; nothing else."""
+    out = []
+    for value in values:
+        if isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        elif not isinstance(value, _BINDABLE):
+            raise D1Error(
+                f"D1_TYPE_ERROR: Type '{type(value).__name__}' not supported for value {value!r}",
+                code="D1_TYPE_ERROR",
+            )
+        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise D1Error(
+                f"D1_TYPE_ERROR: integer {value} does not fit in 64 bits", code="D1_TYPE_ERROR"
+            )
+        out.append(value)
+    return tuple(out)
+
+
+class LocalD1:
+    """The `D1Database` binding on a local SQLite file."""
+
+    def __init__(self, path: str | Path, max_size: int = D1_MAX_DATABASE_BYTES) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
+        self._guard = configure_connection(self._conn, max_size)
+        self._size = self._current_size()
+
+    # -- the binding API -------------------------------------------------------------
+    def prepare(self, query: str) -> LocalStatement:
+        if not isinstance(query, str):
+            raise D1Error(f"D1_TYPE_ERROR: query must be a string, not {type(query).__name__}")
+        return LocalStatement(self, query, ())
+
+    async def batch(self, statements: Iterable[LocalStatement]) -> list[D1Result]:
+        """Run statements in one transaction; any failure rolls back all of them."""
+        statements = list(statements)
+        for stmt in statements:
+            if not isinstance(stmt, LocalStatement) or stmt._db is not self:
+                raise D1Error("D1_TYPE_ERROR: batch() takes statements prepared on this database")
+        invocation.count("d1", len(statements))
+        self._guard.arm()
+        self._internal(f"BEGIN IMMEDIATE {self._guard.tag}")
+        try:
+            results = []
+            for i, stmt in enumerate(statements, 1):
+                context = f"statement {i} of batch: {stmt.sql[:200]}"
+                results.append(self._result(stmt.sql, stmt.params, arm=False, context=context))
+            self._internal(f"COMMIT {self._guard.tag}")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._internal(f"ROLLBACK {self._guard.tag}")
+            raise
+        return results
+
+    async def exec(self, query: str) -> D1ExecResult:
+        """Run one or more statements without bindings (D1's `exec`)."""
+        start = time.perf_counter()
+        statements = split_statements(query)
+        invocation.count("d1", len(statements))
+        for line, sql in enumerate(statements, 1):
+            self._guard.arm()
+            try:
+                if is_transaction(sql):
+                    raise transaction_error()
+                self._conn.execute(sql)
+            except (sqlite3.Error, OverflowError, D1Error) as e:
+                err = e if isinstance(e, D1Error) else to_d1_error(e, self._guard)
+                message = str(err).removeprefix("D1_ERROR: ")
+                raise D1Error(
+                    f"D1_EXEC_ERROR: Error in line {line}: {sql[:200]}: {message}",
+                    code="D1_EXEC_ERROR",
+                ) from None
+        self._size = self._current_size()
+        return D1ExecResult(count=len(statements), duration=_ms_since(start))
+
+    async def dump(self) -> bytes:
+        """The database as an SQLite file image (D1's deprecated `dump()`)."""
+        copy = sqlite3.connect(":memory:")
+        try:
+            self._conn.backup(copy)  # serialize() refuses a WAL database; a copy is fine
+            return copy.serialize()
+        finally:
+            copy.close()
+
+    async def aclose(self) -> None:
+        self._conn.close()
+
+    # -- internals ---------------------------------------------------------------------
+    def _internal(self, sql: str) -> Any:
+        self._guard.internal = True
+        try:
+            return self._conn.execute(sql).fetchone()
+        finally:
+            self._guard.internal = False
+
+    def _current_size(self) -> int:
+        page_count = self._internal(f"PRAGMA page_count {self._guard.tag}")[0]
+        page_size = self._internal(f"PRAGMA page_size {self._guard.tag}")[0]
+        return int(page_count * page_size)
+
+    def _cursor(self, sql: str, params: tuple[Any, ...], arm: bool, context: str) -> sqlite3.Cursor:
+        if is_transaction(sql):
+            raise transaction_error()
+        if arm:
+            invocation.count("d1")
+            self._guard.arm()
+        try:
+            return self._conn.execute(sql, params)
+        except (sqlite3.Error, OverflowError) as e:
+            raise to_d1_error(e, self._guard, context) from None
+
+    def _result(
+        self, sql: str, params: tuple[Any, ...], arm: bool = True, context: str = ""
+    ) -> D1Result:
+        start = time.perf_counter()
+        before = self._conn.total_changes
+        cur = self._cursor(sql, params, arm, context)
+        try:
+            rows = cur.fetchall()
+        except (sqlite3.Error, OverflowError) as e:
+            raise to_d1_error(e, self._guard, context) from None
+        cols = _names(cur)
+        results = [dict(zip(cols, row, strict=True)) for row in rows] if cols else []
+        changes = self._conn.total_changes - before
+        if changes:
+            self._size = self._current_size()
+        meta = D1Meta(
+            duration=_ms_since(start),
+            changes=changes,
+            last_row_id=cur.lastrowid or 0,
+            changed_db=changes > 0,
+            size_after=self._size,
+            rows_read=len(rows),
+            rows_written=changes,
+        )
+        return D1Result(results=results, success=True, meta=meta)
+
+
+class LocalStatement:
+    """A `D1PreparedStatement`: immutable; `bind` returns a new statement."""
+
+    __slots__ = ("_db", "params", "sql")
+
+    def __init__(self, db: LocalD1, sql: str, params: tuple[Any, ...]) -> None:
+        self._db = db
+        self.sql = sql
+        self.params = params
+
+    def bind(self, *values: Any) -> LocalStatement:
+        return LocalStatement(self._db, self.sql, check_bindable(values))
+
+    async def first(self, column: str | None = None) -> Any:
+        cur = self._db._cursor(self.sql, self.params, True, "")
+        try:
+            row = cur.fetchone()
+        except sqlite3.Error as e:
+            raise to_d1_error(e, self._db._guard) from None
+        if row is None:
+            return None
+        cols = _names(cur)
+        if column is None:
+            return dict(zip(cols, row, strict=True))
+        if column not in cols:
+            raise D1Error(
+                f"D1_COLUMN_NOTFOUND: Column not found ({column})", code="D1_COLUMN_NOTFOUND"
+            )
+        return row[cols.index(column)]
+
+    async def all(self) -> D1Result:
+        return self._db._result(self.sql, self.params)
+
+    async def run(self) -> D1Result:
+        return self._db._result(self.sql, self.params)
+
+    async def raw(self, column_names: bool = False) -> list[list[Any]]:
+        cur = self._db._cursor(self.sql, self.params, True, "")
+        try:
+            rows = [list(row) for row in cur.fetchall()]
+        except sqlite3.Error as e:
+            raise to_d1_error(e, self._db._guard) from None
+        return [_names(cur), *rows] if column_names else rows
+
+
+def _names(cur: sqlite3.Cursor) -> list[str]:
+    return [d[0] for d in cur.description] if cur.description else []
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
