@@ -49,6 +49,7 @@ _TRANSACTION = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _BINDABLE = (type(None), int, float, str, bytes)
+_PLAIN = frozenset({type(None), float, str, bytes})
 
 
 class Guard:
@@ -108,15 +109,14 @@ def transaction_error() -> D1Error:
     return D1Error(f"D1_ERROR: {TRANSACTION_MESSAGE}: SQLITE_AUTH")
 
 
-def to_d1_error(exc: BaseException, guard: Guard, context: str = "") -> D1Error:
+def to_d1_error(exc: BaseException, guard: Guard) -> D1Error:
     """Translate a sqlite3 error into D1's wording: `D1_ERROR: <message>: SQLITE_<CODE>`."""
-    suffix = f" ({context})" if context else ""
     if isinstance(exc, OverflowError):
-        return D1Error(f"D1_TYPE_ERROR: {exc}{suffix}", code="D1_TYPE_ERROR")
+        return D1Error(f"D1_TYPE_ERROR: {exc}", code="D1_TYPE_ERROR")
     if guard.timed_out:
-        return D1Error(f"D1_ERROR: {TIMEOUT_MESSAGE}{suffix}")
+        return D1Error(f"D1_ERROR: {TIMEOUT_MESSAGE}")
     if guard.refused:
-        return D1Error(f"D1_ERROR: {guard.refused}: SQLITE_AUTH{suffix}")
+        return D1Error(f"D1_ERROR: {guard.refused}: SQLITE_AUTH")
     text = str(exc)
     if "Incorrect number of bindings" in text:
         text, name = "Wrong number of parameter bindings for SQL query.", "SQLITE_RANGE"
@@ -126,26 +126,34 @@ def to_d1_error(exc: BaseException, guard: Guard, context: str = "") -> D1Error:
         text, name = "A prepared SQL statement must contain only one statement.", "SQLITE_ERROR"
     else:
         name = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
-    return D1Error(f"D1_ERROR: {text}: {name}{suffix}")
+    return D1Error(f"D1_ERROR: {text}: {name}")
 
 
-def check_bindable(values: Sequence[Any]) -> tuple[Any, ...]:
+def check_bindable(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """D1 binds null, numbers, strings, booleans and ArrayBuffers; nothing else."""
-    out = []
-    for value in values:
-        if isinstance(value, (bytearray, memoryview)):
-            value = bytes(value)
-        elif not isinstance(value, _BINDABLE):
-            raise D1Error(
-                f"D1_TYPE_ERROR: Type '{type(value).__name__}' not supported for value {value!r}",
-                code="D1_TYPE_ERROR",
-            )
-        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
-            raise D1Error(
-                f"D1_TYPE_ERROR: integer {value} does not fit in 64 bits", code="D1_TYPE_ERROR"
-            )
-        out.append(value)
-    return tuple(out)
+    for value in values:  # fast path: nothing to convert or refuse
+        kind = type(value)
+        if kind is int:
+            if not -(2**63) <= value < 2**63:
+                break
+        elif kind not in _PLAIN:
+            break
+    else:
+        return values
+    return tuple(_bindable(value) for value in values)
+
+
+def _bindable(value: Any) -> Any:
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, _BINDABLE):
+        raise D1Error(
+            f"D1_TYPE_ERROR: Type '{type(value).__name__}' not supported for value {value!r}",
+            code="D1_TYPE_ERROR",
+        )
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise D1Error(f"D1_TYPE_ERROR: integer {value} does not fit in 64 bits", code="D1_TYPE_ERROR")
+    return value
 
 
 class LocalD1:
@@ -158,6 +166,8 @@ class LocalD1:
             self.path, isolation_level=None, check_same_thread=False, cached_statements=512
         )
         self._guard = configure_connection(self._conn, max_size)
+        self._checked: set[str] = set()
+        self._page_size = int(self._internal(f"PRAGMA page_size {self._guard.tag}")[0])
         self._size = self._current_size()
 
     # -- the binding API -------------------------------------------------------------
@@ -175,16 +185,22 @@ class LocalD1:
         invocation.count("d1", len(statements))
         self._guard.arm()
         self._internal(f"BEGIN IMMEDIATE {self._guard.tag}")
+        results = []
         try:
-            results = []
             for i, stmt in enumerate(statements, 1):
-                context = f"statement {i} of batch: {stmt.sql[:200]}"
-                results.append(self._result(stmt.sql, stmt.params, arm=False, context=context))
+                try:
+                    results.append(self._result(stmt.sql, stmt.params, batched=True))
+                except D1Error as e:
+                    raise D1Error(f"{e} (statement {i} of batch: {stmt.sql[:200]})", code=e.code)
             self._internal(f"COMMIT {self._guard.tag}")
         except BaseException:
             if self._conn.in_transaction:
                 self._internal(f"ROLLBACK {self._guard.tag}")
             raise
+        # One transaction, so one size: what the database measures once it committed.
+        self._size = self._current_size()
+        for result in results:
+            result.meta.size_after = self._size
         return results
 
     async def exec(self, query: str) -> D1ExecResult:
@@ -229,46 +245,49 @@ class LocalD1:
             self._guard.internal = False
 
     def _current_size(self) -> int:
-        page_count = self._internal(f"PRAGMA page_count {self._guard.tag}")[0]
-        page_size = self._internal(f"PRAGMA page_size {self._guard.tag}")[0]
-        return int(page_count * page_size)
+        return int(self._internal(f"PRAGMA page_count {self._guard.tag}")[0]) * self._page_size
 
-    def _cursor(self, sql: str, params: tuple[Any, ...], arm: bool, context: str) -> sqlite3.Cursor:
-        if is_transaction(sql):
-            raise transaction_error()
-        if arm:
+    def _cursor(self, sql: str, params: tuple[Any, ...], batched: bool = False) -> sqlite3.Cursor:
+        """Execute one statement; a batch counts and arms its deadline once for all."""
+        if sql not in self._checked:  # the text check once per distinct statement
+            if is_transaction(sql):
+                raise transaction_error()
+            if len(self._checked) > 4096:
+                self._checked.clear()
+            self._checked.add(sql)
+        if not batched:
             invocation.count("d1")
             self._guard.arm()
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as e:
-            raise to_d1_error(e, self._guard, context) from None
+            raise to_d1_error(e, self._guard) from None
 
-    def _result(
-        self, sql: str, params: tuple[Any, ...], arm: bool = True, context: str = ""
-    ) -> D1Result:
+    def _result(self, sql: str, params: tuple[Any, ...], batched: bool = False) -> D1Result:
         start = time.perf_counter()
-        before = self._conn.total_changes
-        cur = self._cursor(sql, params, arm, context)
-        try:
-            rows = cur.fetchall()
-        except (sqlite3.Error, OverflowError) as e:
-            raise to_d1_error(e, self._guard, context) from None
-        cols = _names(cur)
-        results = [dict(zip(cols, row, strict=True)) for row in rows] if cols else []
-        changes = self._conn.total_changes - before
-        if changes:
+        conn = self._conn
+        before = conn.total_changes
+        cur = self._cursor(sql, params, batched)
+        results: list[dict[str, Any]] = []
+        if cur.description:  # statements without result columns ran to completion already
+            cols = [d[0] for d in cur.description]
+            try:
+                results = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            except (sqlite3.Error, OverflowError) as e:
+                raise to_d1_error(e, self._guard) from None
+        changes = conn.total_changes - before
+        if changes and not batched:
             self._size = self._current_size()
         meta = D1Meta(
-            duration=_ms_since(start),
-            changes=changes,
-            last_row_id=cur.lastrowid or 0,
-            changed_db=changes > 0,
-            size_after=self._size,
-            rows_read=len(rows),
-            rows_written=changes,
+            (time.perf_counter() - start) * 1000,
+            changes,
+            cur.lastrowid or 0,
+            changes > 0,
+            self._size,
+            len(results),
+            changes,
         )
-        return D1Result(results=results, success=True, meta=meta)
+        return D1Result(results, True, meta)
 
 
 class LocalStatement:
@@ -285,7 +304,7 @@ class LocalStatement:
         return LocalStatement(self._db, self.sql, check_bindable(values))
 
     async def first(self, column: str | None = None) -> Any:
-        cur = self._db._cursor(self.sql, self.params, True, "")
+        cur = self._db._cursor(self.sql, self.params)
         try:
             row = cur.fetchone()
         except sqlite3.Error as e:
@@ -308,7 +327,7 @@ class LocalStatement:
         return self._db._result(self.sql, self.params)
 
     async def raw(self, column_names: bool = False) -> list[list[Any]]:
-        cur = self._db._cursor(self.sql, self.params, True, "")
+        cur = self._db._cursor(self.sql, self.params)
         try:
             rows = [list(row) for row in cur.fetchall()]
         except sqlite3.Error as e:
