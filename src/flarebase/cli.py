@@ -68,9 +68,15 @@ def describe_bindings(env: Env) -> Table:
 
 
 @app.command()
-def dev(config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None) -> None:
+def dev(
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8787,
+    serve: Annotated[bool, typer.Option(help="serve the API (--no-serve: set up and exit)")] = True,
+) -> None:
     """Open the project's bindings on the embedded provider, apply D1 migrations,
-    and report what is served."""
+    report the bindings, and serve the API."""
 
     async def work() -> None:
         async with env_of(config, state_dir) as env:
@@ -80,8 +86,20 @@ def dev(config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None) -
                 if applied:
                     console.print(f"{spec.binding}: applied {', '.join(applied)}")
             console.print(describe_bindings(env))
+            if serve:
+                await serve_api(env, host, port)
 
     run(work)
+
+
+async def serve_api(env: Env, host: str, port: int) -> None:
+    import uvicorn
+
+    from .server import create_app
+
+    console.print(f"serving the API on http://{host}:{port} (OpenAPI at /docs)")
+    server = uvicorn.Server(uvicorn.Config(create_app(env), host=host, port=port))
+    await server.serve()
 
 
 def _db_spec(project: Project, database: str | None) -> Any:

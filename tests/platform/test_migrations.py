@@ -151,7 +151,7 @@ def test_cli_create_list_and_execute(tmp_path: Path) -> None:
 
 def test_cli_dev_reports_bindings_and_applies_migrations(tmp_path: Path) -> None:
     config = str(project(tmp_path))
-    result = CliRunner().invoke(app, ["dev", "-c", config])
+    result = CliRunner().invoke(app, ["dev", "--no-serve", "-c", config])
     assert result.exit_code == 0, result.output
     assert "applied 0001_init.sql, 0002_chats.sql, 0003_fts.sql" in result.output
     assert "DB" in result.output and "D1" in result.output
