@@ -9,9 +9,9 @@ import asyncio
 import sqlite3
 import time
 
-from common import QUICK, report_overhead, scratch_dir
-
 from flarebase.platform.local.d1 import LocalD1
+
+from common import QUICK, report_overhead, scratch_dir
 
 ROWS = 10_000 if QUICK else 100_000
 LOOKUPS = 5_000 if QUICK else 50_000
@@ -72,7 +72,10 @@ async def main() -> None:
     raw.execute("PRAGMA synchronous=NORMAL")
     raw.execute(SCHEMA)
     # Interleaved runs, best of each: drift on a noisy machine hits both sides alike.
-    runs = [(await ours_insert(db), raw_insert(raw, False), raw_insert(raw, True)) for _ in range(3)]
+    runs = [
+        (await ours_insert(db), raw_insert(raw, many=False), raw_insert(raw, many=True))
+        for _ in range(3)
+    ]
     ours_s, loop_s, many_s = (min(run[i] for run in runs) for i in range(3))
     name = f"d1 batch insert {ROWS:,} rows"
     report_overhead(name, ours_s, loop_s, "sqlite3 execute per row")

@@ -10,9 +10,10 @@ import asyncio
 import time
 
 import redis
-from common import QUICK, redis_server, report, scratch_dir
 
 from flarebase.platform.local.kv import LocalKV
+
+from common import QUICK, redis_server, report, scratch_dir
 
 OPS = 5_000 if QUICK else 50_000
 VALUE = b"v" * 1024
