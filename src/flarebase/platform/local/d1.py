@@ -15,7 +15,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,8 @@ def _bindable(value: Any) -> Any:
             code="D1_TYPE_ERROR",
         )
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
-        raise D1Error(f"D1_TYPE_ERROR: integer {value} does not fit in 64 bits", code="D1_TYPE_ERROR")
+        message = f"D1_TYPE_ERROR: integer {value} does not fit in 64 bits"
+        raise D1Error(message, code="D1_TYPE_ERROR")
     return value
 
 
@@ -191,7 +192,8 @@ class LocalD1:
                 try:
                     results.append(self._result(stmt.sql, stmt.params, batched=True))
                 except D1Error as e:
-                    raise D1Error(f"{e} (statement {i} of batch: {stmt.sql[:200]})", code=e.code)
+                    where = f"(statement {i} of batch: {stmt.sql[:200]})"
+                    raise D1Error(f"{e} {where}", code=e.code) from None
             self._internal(f"COMMIT {self._guard.tag}")
         except BaseException:
             if self._conn.in_transaction:
