@@ -16,12 +16,38 @@ from ..errors import ConfigError
 class LocalProvider:
     name = "local"
 
-    def __init__(self, project: Project, state_dir: str | Path | None = None, **options: Any):
+    def __init__(
+        self,
+        project: Project,
+        state_dir: str | Path | None = None,
+        *,
+        durable_objects: dict[str, Any] | None = None,
+        queue_consumers: dict[str, Any] | None = None,
+        do_idle_timeout: float = 70.0,
+        do_alarm_retry_base: float = 2.0,
+        queue_poll_interval: float = 1.0,
+        **options: Any,
+    ):
         if options:
             raise ConfigError(f"local provider: unknown options {', '.join(sorted(options))}")
         self.project = project
         self.state_dir = Path(state_dir) if state_dir else project.root / ".flarebase" / "state"
         self._closables: list[Any] = []
+        # Durable Object classes by class_name and queue consumer functions by queue name
+        # (wrangler.toml names neither the Python class nor the function).
+        from .durable_objects import LocalDurableObjects
+        from .queues import LocalQueues
+
+        self._durable_objects = LocalDurableObjects(
+            project,
+            self.state_dir / "do",
+            durable_objects,
+            idle_timeout=do_idle_timeout,
+            alarm_retry_base=do_alarm_retry_base,
+        )
+        self._queues = LocalQueues(
+            project, self.state_dir / "queues", queue_consumers, poll_interval=queue_poll_interval
+        )
 
     def _keep(self, binding: Any) -> Any:
         self._closables.append(binding)
@@ -43,20 +69,28 @@ class LocalProvider:
         return self._keep(LocalR2(self.state_dir / "r2" / spec.name))
 
     def vectorize(self, spec: Any) -> Any:
-        raise ConfigError("local provider: Vectorize is not available yet")
+        from .vectorize import LocalVectorize
+
+        # Opened on first use: `flarebase vectorize create` may run after the env opens.
+        folder = self.state_dir / "vectorize" / spec.index_name
+        return self._keep(LocalVectorize(folder, spec.index_name))
 
     def durable_object(self, spec: Any) -> Any:
-        raise ConfigError("local provider: Durable Objects are not available yet")
+        return self._durable_objects.namespace(spec)
 
     def queue(self, spec: Any) -> Any:
-        raise ConfigError("local provider: Queues are not available yet")
+        return self._queues.binding(spec)
 
     async def start(self, env: Any) -> None:
         for binding in self._closables:
             start = getattr(binding, "start", None)
             if start is not None:
                 await start()
+        await self._durable_objects.start(env)  # alarms, eviction of idle objects
+        await self._queues.start(env)  # push consumers
 
     async def aclose(self) -> None:
+        await self._queues.aclose()
+        await self._durable_objects.aclose()
         for binding in reversed(self._closables):
             await binding.aclose()
