@@ -199,6 +199,21 @@ async def test_defer_foreign_keys_lasts_for_the_batch(env: Env) -> None:
     assert await env.DB.prepare("SELECT p FROM c").first("p") == 7
 
 
+async def test_deferred_foreign_key_failure_at_commit_is_a_d1_error(env: Env) -> None:
+    await env.DB.exec(
+        "CREATE TABLE p (id INTEGER PRIMARY KEY);\n"
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id));"
+    )
+    with pytest.raises(D1Error, match="FOREIGN KEY constraint failed"):
+        await env.DB.batch(
+            [
+                env.DB.prepare("PRAGMA defer_foreign_keys = on"),
+                env.DB.prepare("INSERT INTO c VALUES (1, 7)"),
+            ]
+        )
+    assert await env.DB.prepare("SELECT count(*) AS n FROM c").first("n") == 0
+
+
 async def test_attach_is_refused(env: Env, tmp_path: Path) -> None:
     with pytest.raises(D1Error):
         await env.DB.prepare(f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x").run()

@@ -194,7 +194,10 @@ class LocalD1:
                 except D1Error as e:
                     where = f"(statement {i} of batch: {stmt.sql[:200]})"
                     raise D1Error(f"{e} {where}", code=e.code) from None
-            self._internal(f"COMMIT {self._guard.tag}")
+            try:  # deferred foreign keys are checked here
+                self._internal(f"COMMIT {self._guard.tag}")
+            except sqlite3.Error as e:
+                raise to_d1_error(e, self._guard) from None
         except BaseException:
             if self._conn.in_transaction:
                 self._internal(f"ROLLBACK {self._guard.tag}")
