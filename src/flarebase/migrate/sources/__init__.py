@@ -1,0 +1,1 @@
+"""Sources a migration reads from: Postgres (Neon, Supabase), SQLite / LibSQL files."""
