@@ -49,6 +49,15 @@ def _local() -> ProviderFactory:
 register_provider("local", _local)
 
 
+def _bridge() -> ProviderFactory:
+    from .bridge import BridgeProvider
+
+    return BridgeProvider
+
+
+register_provider("bridge", _bridge)
+
+
 class Env:
     """The bindings and vars of one project: `env.DB`, `env["DB"]`, `env.vars`."""
 

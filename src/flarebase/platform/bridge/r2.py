@@ -1,0 +1,651 @@
+"""R2 through the bridge: the same API and result types as the local R2.
+
+Bodies stream both ways through /v1/stream: a put sends its value as the request
+body (its length and SHA-256 computed first: files are read twice, async
+iterables are spooled to a temporary file), and a get's body is the open HTTP
+response, read chunk by chunk as the caller iterates `body`.
+
+R2's own checks (key and metadata sizes, ranges against the object, multipart
+rules, conditions) happen behind the Worker, with R2's messages; the errors come
+back as `R2OperationError`s with `code` (InvalidObjectName, ...), `v4code` and
+`status`. Checked here are only Python-side types and values that cannot be
+represented in JavaScript.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import os
+import re
+import stat
+import tempfile
+from collections.abc import AsyncIterable, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+
+from ..errors import R2Error
+from ..invocation import count
+from ..r2 import (
+    MAX_PART_BYTES,
+    MAX_PUT_BYTES,
+    Condition,
+    Etag,
+    R2Checksums,
+    R2HTTPMetadata,
+    R2MultipartUpload,
+    R2Object,
+    R2ObjectBody,
+    R2Objects,
+    R2OperationError,
+    R2Range,
+    R2UploadedPart,
+    range_error,
+    type_error,
+)
+from .client import BridgeClient, OpError, StreamBody
+
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+EAGER_BODY_BYTES = 1024 * 1024  # bodies up to this size are read at once
+_CHECKSUMS = ("md5", "sha1", "sha256", "sha384", "sha512")
+# R2's v4 codes -> (error name, HTTP status), as the R2 service (and Miniflare) reports them.
+_V4CODES: dict[int, tuple[str, int]] = {
+    10001: ("InternalError", 500),
+    10007: ("NoSuchKey", 404),
+    100100: ("EntityTooLarge", 400),
+    10011: ("EntityTooSmall", 400),
+    10012: ("MetadataTooLarge", 400),
+    10020: ("InvalidObjectName", 400),
+    10022: ("InvalidMaxKeys", 400),
+    10024: ("NoSuchUpload", 400),
+    10025: ("InvalidPart", 400),
+    10029: ("InvalidArgument", 400),
+    10031: ("PreconditionFailed", 412),
+    10037: ("BadDigest", 400),
+    10039: ("InvalidRange", 416),
+    10048: ("BadUpload", 500),
+    10058: ("TooManyRequests", 429),
+}
+_OPERATION = re.compile(r"^(\w+): (.*) \((\d+)\)$", re.DOTALL)
+
+
+def r2_error(error: OpError) -> R2Error:
+    """workerd's "<action>: <message> (<v4 code>)" as an R2OperationError; TypeErrors and
+    RangeErrors (raised before R2 is called) as R2Errors with those codes."""
+    if error.name in ("TypeError", "RangeError"):
+        return R2Error(error.message, code=error.name)
+    match = _OPERATION.match(error.message)
+    if match:
+        action, v4code = match.group(1), int(match.group(3))
+        name, status = _V4CODES.get(v4code, ("R2Error", 500))
+        return R2OperationError(
+            error.message, code=name, action=action, status=status, v4code=v4code
+        )
+    return R2Error(error.message, code=error.name or "R2_ERROR")
+
+
+def _check_key(action: str, key: Any) -> str:
+    if not isinstance(key, str):
+        raise type_error(f"{action}: key must be a string, not {type(key).__name__}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise R2OperationError(
+            f"{action}: The specified object name is not valid. (not valid UTF-8) (10020)",
+            code="InvalidObjectName",
+            action=action,
+            status=400,
+            v4code=10020,
+        ) from None
+    return key
+
+
+def _check_custom(action: str, value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise type_error(
+            f"{action}: custom_metadata must be a dict of strings, not {type(value).__name__}"
+        )
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise type_error(
+                f"{action}: custom_metadata keys and values must be strings "
+                f"(got {type(k).__name__}: {type(v).__name__})"
+            )
+    return dict(value)
+
+
+def _checksum(name: str, value: Any) -> str | bytes:
+    """A checksum for the wire: the binding takes hex strings or ArrayBuffers (bytes)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value
+    raise type_error(f"{name} must be bytes or a hex string, not {type(value).__name__}")
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _conditional(value: Any) -> dict[str, Any] | None:
+    """`onlyIf` for the wire: the object form, or HTTP headers when it needs them."""
+    cond = Condition.coerce(value)
+    if cond is None:
+        return None
+    simple = all(
+        etags is None or (len(etags) == 1 and etags[0].kind != "weak")
+        for etags in (cond.etag_matches, cond.etag_does_not_match)
+    )
+    if simple:
+        out: dict[str, Any] = {"secondsGranularity": cond.seconds_granularity}
+        for name, etags in (
+            ("etagMatches", cond.etag_matches),
+            ("etagDoesNotMatch", cond.etag_does_not_match),
+        ):
+            if etags:
+                out[name] = "*" if etags[0].kind == "wildcard" else etags[0].value
+        if cond.uploaded_before is not None:
+            out["uploadedBefore"] = _ms(cond.uploaded_before)
+        if cond.uploaded_after is not None:
+            out["uploadedAfter"] = _ms(cond.uploaded_after)
+        return out
+    headers: dict[str, str] = {}
+
+    def etag_header(etags: tuple[Etag, ...]) -> str:
+        return ", ".join(
+            "*"
+            if e.kind == "wildcard"
+            else (f'W/"{e.value}"' if e.kind == "weak" else f'"{e.value}"')
+            for e in etags
+        )
+
+    if cond.etag_matches is not None:
+        headers["if-match"] = etag_header(cond.etag_matches)
+    if cond.etag_does_not_match is not None:
+        headers["if-none-match"] = etag_header(cond.etag_does_not_match)
+    if cond.uploaded_before is not None:
+        headers["if-unmodified-since"] = format_datetime(
+            cond.uploaded_before.astimezone(UTC), usegmt=True
+        )
+    if cond.uploaded_after is not None:
+        headers["if-modified-since"] = format_datetime(
+            cond.uploaded_after.astimezone(UTC), usegmt=True
+        )
+    return {"headers": headers}
+
+
+def _range(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    r = R2Range.coerce(value)
+    return {
+        k: v
+        for k, v in (("offset", r.offset), ("length", r.length), ("suffix", r.suffix))
+        if v is not None
+    }
+
+
+def _object(raw: dict[str, Any], *, http: bool = True, custom: bool = True) -> R2Object:
+    return R2Object(**_fields(raw, http=http, custom=custom))
+
+
+def _fields(raw: dict[str, Any], *, http: bool = True, custom: bool = True) -> dict[str, Any]:
+    span = raw.get("range")
+    http_metadata = raw.get("httpMetadata")
+    return {
+        "key": raw["key"],
+        "version": raw["version"],
+        "size": int(raw["size"]),
+        "etag": raw["etag"],
+        "http_etag": raw["httpEtag"],
+        "uploaded": datetime.fromtimestamp(raw["uploaded"] / 1000, UTC),
+        "http_metadata": R2HTTPMetadata.from_json(http_metadata or {}) if http else None,
+        "custom_metadata": dict(raw.get("customMetadata") or {}) if custom else None,
+        "range": R2Range(**{k: int(v) for k, v in span.items() if v is not None})
+        if isinstance(span, dict)
+        else None,
+        "checksums": R2Checksums(
+            **{k: bytes.fromhex(v) for k, v in (raw.get("checksums") or {}).items()}
+        ),
+        "storage_class": raw.get("storageClass") or "Standard",
+    }
+
+
+class _HTTPBody:
+    """An object's body, streamed from the bridge's response as it is read."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._chunks = response.aiter_bytes()
+
+    def __aiter__(self) -> _HTTPBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            await self._response.aclose()
+            raise
+
+    async def read_all(self) -> bytes:
+        try:
+            return await self._response.aread()
+        finally:
+            await self._response.aclose()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _Bytes:
+    """A body already read (small objects)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Bytes:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    async def read_all(self) -> bytes:
+        data, self._data = self._data, None
+        return data or b""
+
+    async def aclose(self) -> None:
+        self._data = None
+
+
+class BridgeR2:
+    """The `R2Bucket` binding of the bridge Worker named `binding`."""
+
+    def __init__(self, client: BridgeClient, binding: str) -> None:
+        self._client = client
+        self.binding = binding
+
+    def __repr__(self) -> str:
+        return f"BridgeR2({self.binding!r})"
+
+    async def aclose(self) -> None:
+        pass  # the client is the provider's
+
+    async def _call(self, op: dict[str, Any], idempotent: bool) -> Any:
+        count("r2")
+        return await self._client.call(
+            {**op, "binding": self.binding}, r2_error, idempotent=idempotent
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def head(self, key: str) -> R2Object | None:
+        _check_key("head", key)
+        raw = await self._call({"op": "r2.head", "key": key}, True)
+        return None if raw is None else _object(raw)
+
+    async def get(
+        self, key: str, only_if: Any = None, range: Any = None
+    ) -> R2ObjectBody | R2Object | None:
+        _check_key("get", key)
+        op: dict[str, Any] = {"op": "r2.get", "binding": self.binding, "key": key}
+        if (cond := _conditional(only_if)) is not None:
+            op["onlyIf"] = cond
+        if (span := _range(range)) is not None:
+            op["range"] = span
+        count("r2")
+        reply = await self._client.stream(op, idempotent=True, keep_body=True)
+        if "error" in reply.outcome:
+            raise r2_error(OpError(**reply.outcome["error"]))
+        raw = reply.outcome["ok"]
+        if raw is None or not raw.get("hasBody") or reply.response is None:
+            await reply.aclose()
+            return None if raw is None else _object(raw)
+        span = raw.get("range") or {}
+        if int(span.get("length", raw["size"])) <= EAGER_BODY_BYTES:
+            # Small bodies are read now, so that the connection goes back to the pool
+            # even if the caller holds many objects before reading them.
+            source: Any = _Bytes(await reply.read())
+        else:
+            source = _HTTPBody(reply.response)
+        return R2ObjectBody(**_fields(raw), source=source)
+
+    async def list(
+        self,
+        limit: int | None = None,
+        prefix: str | None = None,
+        cursor: str | None = None,
+        delimiter: str | None = None,
+        start_after: str | None = None,
+        include: Sequence[str] | None = None,
+    ) -> R2Objects:
+        op: dict[str, Any] = {"op": "r2.list"}
+        for name, wire, v in (
+            ("prefix", "prefix", prefix),
+            ("cursor", "cursor", cursor),
+            ("delimiter", "delimiter", delimiter),
+            ("start_after", "startAfter", start_after),
+        ):
+            if v is not None:
+                if not isinstance(v, str):
+                    raise type_error(f"list: {name} must be a string, not {type(v).__name__}")
+                op[wire] = v
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise type_error(f"list: limit must be an integer, not {type(limit).__name__}")
+            op["limit"] = limit
+        with_http = with_custom = False
+        if include is not None:
+            if isinstance(include, str) or not isinstance(include, Sequence):
+                raise type_error("list: include must be a list of strings")
+            wire_include = []
+            for item in include:
+                if item in ("httpMetadata", "http_metadata"):
+                    with_http = True
+                    wire_include.append("httpMetadata")
+                elif item in ("customMetadata", "custom_metadata"):
+                    with_custom = True
+                    wire_include.append("customMetadata")
+                else:
+                    raise range_error(f"Unsupported include value {item}")
+            op["include"] = wire_include
+        raw = await self._call(op, True)
+        return R2Objects(
+            objects=[_object(o, http=with_http, custom=with_custom) for o in raw["objects"]],
+            truncated=bool(raw["truncated"]),
+            cursor=raw.get("cursor") if raw["truncated"] else None,
+            delimited_prefixes=list(raw.get("delimitedPrefixes") or []),
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        http_metadata: Any = None,
+        custom_metadata: Mapping[str, str] | None = None,
+        md5: bytes | str | None = None,
+        sha1: bytes | str | None = None,
+        sha256: bytes | str | None = None,
+        sha384: bytes | str | None = None,
+        sha512: bytes | str | None = None,
+        only_if: Any = None,
+        storage_class: str | None = None,
+    ) -> R2Object | None:
+        action = "put"
+        _check_key(action, key)
+        op: dict[str, Any] = {"op": "r2.put", "binding": self.binding, "key": key}
+        given = {"md5": md5, "sha1": sha1, "sha256": sha256, "sha384": sha384, "sha512": sha512}
+        for name in _CHECKSUMS:
+            if given[name] is not None:
+                op[name] = _checksum(name, given[name])
+        if (cond := _conditional(only_if)) is not None:
+            op["onlyIf"] = cond
+        http = R2HTTPMetadata.coerce(http_metadata)
+        op["httpMetadata"] = http.to_json()
+        custom = _check_custom(action, custom_metadata)
+        if custom is not None:
+            op["customMetadata"] = custom
+        if storage_class is not None:
+            if not isinstance(storage_class, str):
+                raise type_error(f"{action}: storage_class must be a string")
+            op["storageClass"] = storage_class
+        body = await _body(action, value, MAX_PUT_BYTES)
+        op["length"] = body.length
+        count("r2")
+        try:
+            # A retried put without conditions leaves the same object; with them, a
+            # retry could see its own first attempt and answer differently.
+            reply = await self._client.stream(op, body=body, idempotent=cond is None)
+        finally:
+            body.close()
+        if "error" in reply.outcome:
+            raise r2_error(OpError(**reply.outcome["error"]))
+        raw = reply.outcome["ok"]
+        return None if raw is None else _object(raw)
+
+    async def delete(self, keys: str | Sequence[str]) -> None:
+        if isinstance(keys, str):
+            names: str | builtins.list[str] = keys
+            _check_key("delete", keys)
+        elif isinstance(keys, Sequence) and not isinstance(keys, bytes | bytearray):
+            names = [_check_key("delete", k) for k in keys]
+        else:
+            raise type_error(
+                f"delete: keys must be a string or a list of strings, not {type(keys).__name__}"
+            )
+        await self._call({"op": "r2.delete", "keys": names}, True)
+
+    # -- multipart ---------------------------------------------------------------------------
+
+    async def create_multipart_upload(
+        self,
+        key: str,
+        http_metadata: Any = None,
+        custom_metadata: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> R2MultipartUpload:
+        action = "createMultipartUpload"
+        _check_key(action, key)
+        op: dict[str, Any] = {"op": "r2.createMultipartUpload", "key": key}
+        op["httpMetadata"] = R2HTTPMetadata.coerce(http_metadata).to_json()
+        custom = _check_custom(action, custom_metadata)
+        if custom is not None:
+            op["customMetadata"] = custom
+        if storage_class is not None:
+            if not isinstance(storage_class, str):
+                raise type_error(f"{action}: storage_class must be a string")
+            op["storageClass"] = storage_class
+        raw = await self._call(op, False)
+        return R2MultipartUpload(raw["key"], raw["uploadId"], self)
+
+    def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload:
+        """No lookup, as on Cloudflare: an unknown id fails on first use."""
+        if not isinstance(key, str):
+            raise type_error("resumeMultipartUpload: key must be a string")
+        if not isinstance(upload_id, str):
+            raise type_error("resumeMultipartUpload: upload_id must be a string")
+        return R2MultipartUpload(key, upload_id, self)
+
+    async def _upload_part(
+        self, key: str, upload_id: str, part_number: int, value: Any
+    ) -> R2UploadedPart:
+        action = "uploadPart"
+        if isinstance(part_number, bool) or not isinstance(part_number, int):
+            raise type_error(f"part_number must be an integer, not {type(part_number).__name__}")
+        _check_key(action, key)
+        body = await _body(action, value, MAX_PART_BYTES)
+        op = {
+            "op": "r2.uploadPart",
+            "binding": self.binding,
+            "key": key,
+            "uploadId": upload_id,
+            "partNumber": part_number,
+            "length": body.length,
+        }
+        count("r2")
+        try:
+            reply = await self._client.stream(op, body=body, idempotent=True)
+        finally:
+            body.close()
+        if "error" in reply.outcome:
+            raise r2_error(OpError(**reply.outcome["error"]))
+        raw = reply.outcome["ok"]
+        return R2UploadedPart(part_number=int(raw["partNumber"]), etag=raw["etag"])
+
+    async def _complete_multipart(
+        self, key: str, upload_id: str, parts: builtins.list[R2UploadedPart]
+    ) -> R2Object:
+        for p in parts:
+            if isinstance(p.part_number, bool) or not isinstance(p.part_number, int):
+                raise type_error("completeMultipartUpload: part numbers must be integers")
+            if not isinstance(p.etag, str):
+                raise type_error("completeMultipartUpload: part etags must be strings")
+        _check_key("completeMultipartUpload", key)
+        op = {
+            "op": "r2.completeMultipartUpload",
+            "key": key,
+            "uploadId": upload_id,
+            "parts": [{"partNumber": p.part_number, "etag": p.etag} for p in parts],
+        }
+        return _object(await self._call(op, False))
+
+    async def _abort_multipart(self, key: str, upload_id: str) -> None:
+        _check_key("abortMultipartUpload", key)
+        op = {"op": "r2.abortMultipartUpload", "key": key, "uploadId": upload_id}
+        await self._call(op, True)
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+async def _body(action: str, value: Any, limit: int) -> StreamBody:
+    """A put/part value as a body of known length (R2 needs one). A size known up front
+    is checked against `limit` before anything is read; a stream of unknown length is
+    spooled to a temporary file first (in memory up to 8 MiB)."""
+    if value is None:
+        return _checked(action, StreamBody(b"", 0), limit)
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+        return _checked(action, StreamBody(data, len(data)), limit)
+    if isinstance(value, bytes | bytearray | memoryview):
+        view = memoryview(value)
+        data = bytes(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
+        return _checked(action, StreamBody(data, len(data)), limit)
+    read = getattr(value, "read", None)
+    if callable(read):
+        size = _file_size(value)
+        if size is not None:
+            _checked(action, StreamBody(b"", size), limit)
+            if not inspect.iscoroutinefunction(read):
+                return _Borrowed(_SyncChunks(action, value), size)
+            return StreamBody(_read_chunks(action, value), size)
+        return await _spool(action, _read_chunks(action, value), limit)
+    if isinstance(value, AsyncIterable):
+        size = len(value) if hasattr(value, "__len__") else None  # type: ignore[arg-type]
+        if size is not None:
+            return _checked(action, StreamBody(_iter_chunks(action, value), size), limit)
+        return await _spool(action, _iter_chunks(action, value), limit)
+    raise type_error(
+        f"{action}: value must be bytes, str, a file-like object with .read(), an async "
+        f"iterable of bytes, or None; not {type(value).__name__}"
+    )
+
+
+def _checked(action: str, body: StreamBody, limit: int) -> StreamBody:
+    if body.length is not None and body.length > limit:
+        raise _entity_too_large(action)
+    return body
+
+
+def _entity_too_large(action: str) -> R2OperationError:
+    return R2OperationError(
+        f"{action}: Your proposed upload exceeds the maximum allowed object size. (100100)",
+        code="EntityTooLarge",
+        action=action,
+        status=400,
+        v4code=100100,
+    )
+
+
+def _file_size(f: Any) -> int | None:
+    """Bytes left to read in a file-like object, when cheaply known."""
+    size = getattr(f, "size", None)  # e.g. starlette's UploadFile
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return max(0, st.st_size - f.tell())
+    except (AttributeError, OSError, ValueError, TypeError):
+        pass
+    try:
+        if f.seekable():
+            here = f.tell()
+            end = f.seek(0, os.SEEK_END)
+            f.seek(here)
+            return max(0, end - here)
+    except (AttributeError, OSError, ValueError, TypeError):
+        pass
+    return None
+
+
+class _SyncChunks:
+    """A caller's sync file, read in chunks (checked), rewindable by seeking."""
+
+    def __init__(self, action: str, f: Any) -> None:
+        self.action = action
+        self.f = f
+
+    def seekable(self) -> bool:
+        try:
+            return bool(self.f.seekable())
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def tell(self) -> int:
+        return int(self.f.tell())
+
+    def seek(self, offset: int) -> int:
+        return int(self.f.seek(offset))
+
+    def read(self, n: int) -> bytes:
+        return _chunk(self.action, self.f.read(n))
+
+
+class _Borrowed(StreamBody):
+    """A caller's file: read, never closed by us."""
+
+
+async def _read_chunks(action: str, f: Any) -> Any:
+    while True:
+        chunk = f.read(1 << 20)
+        if inspect.isawaitable(chunk):
+            chunk = await chunk
+        data = _chunk(action, chunk)
+        if not data:
+            return
+        yield data
+
+
+async def _iter_chunks(action: str, value: AsyncIterable[Any]) -> Any:
+    async for chunk in value:
+        yield _chunk(action, chunk)
+
+
+async def _spool(action: str, chunks: Any, limit: int) -> StreamBody:
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+    length = 0
+    try:
+        async for data in chunks:
+            length += len(data)
+            if length > limit:
+                raise _entity_too_large(action)
+            spool.write(data)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return StreamBody(spool, length, owned=True)
+
+
+def _chunk(action: str, chunk: Any) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, bytearray | memoryview):
+        view = memoryview(chunk)
+        return bytes(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
+    if isinstance(chunk, str):
+        raise type_error(
+            f"{action}: the value yielded str; yield bytes (open files in binary mode)"
+        )
+    raise type_error(f"{action}: the value yielded {type(chunk).__name__}, not bytes")
