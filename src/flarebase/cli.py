@@ -1,13 +1,18 @@
 """The `flarebase` command: a thin layer over documented functions.
 
+flarebase init DIR                           scaffold a new backend project in DIR
 flarebase dev                                serve the project on the embedded default
 flarebase db migrations create|list|apply    D1 migrations, as wrangler records them
 flarebase db execute DATABASE --command SQL  run SQL against a D1 binding
+flarebase vectorize create|list|delete|create-metadata-index|list-metadata-index
+flarebase queues list|peek|purge|retry-dlq   inspect the local queues
+flarebase do list                            stored Durable Objects, with sizes
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .migrate.cli import migrate_app
 from .platform import Env, FlarebaseError, load_project, open_env
 from .platform.config import Project
 from .platform.migrations import apply_migrations, create_migration, list_migrations
@@ -24,8 +30,15 @@ from .platform.migrations import apply_migrations, create_migration, list_migrat
 app = typer.Typer(help="flarebase: the backend for AI chat apps on Cloudflare, in Python.")
 db_app = typer.Typer(help="D1 databases.")
 migrations_app = typer.Typer(help="D1 migrations (same files and table as wrangler).")
+vectorize_app = typer.Typer(help="Local Vectorize indexes (wrangler vectorize's commands).")
+queues_app = typer.Typer(help="Local queues.")
+do_app = typer.Typer(help="Local Durable Objects.")
 app.add_typer(db_app, name="db")
+app.add_typer(vectorize_app, name="vectorize")
+app.add_typer(queues_app, name="queues")
+app.add_typer(do_app, name="do")
 db_app.add_typer(migrations_app, name="migrations")
+app.add_typer(migrate_app, name="migrate")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -79,7 +92,9 @@ def dev(
     report the bindings, and serve the API."""
 
     async def work() -> None:
-        async with env_of(config, state_dir) as env:
+        from .server import durable_objects  # the server's classes (ChatStream, ...)
+
+        async with open_env(config, state_dir=state_dir, durable_objects=durable_objects()) as env:
             for spec in env.project.d1_databases:
                 folder = env.project.root / spec.migrations_dir
                 applied = await apply_migrations(env[spec.binding], folder, spec.migrations_table)
@@ -100,6 +115,26 @@ async def serve_api(env: Env, host: str, port: int) -> None:
     console.print(f"serving the API on http://{host}:{port} (OpenAPI at /docs)")
     server = uvicorn.Server(uvicorn.Config(create_app(env), host=host, port=port))
     await server.serve()
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="the project folder (created if missing)")],
+    name: Annotated[str | None, typer.Option(help="Worker name (default: the folder's)")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite existing files")] = False,
+) -> None:
+    """Scaffold a new backend project: wrangler.toml with every binding, migrations/,
+    .env.example listing every setting, .dev.vars with a fresh AUTH_SECRET, .gitignore."""
+    from .server.scaffold import scaffold
+
+    try:
+        created = scaffold(directory, name=name, force=force)
+    except FlarebaseError as e:
+        err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    for path in created:
+        console.print(f"created {path}", highlight=False)
+    console.print(f"next: cd {directory} && flarebase dev", highlight=False)
 
 
 def _db_spec(project: Project, database: str | None) -> Any:
@@ -192,6 +227,199 @@ def db_execute(
                 print(json.dumps(rows, default=repr, ensure_ascii=False, indent=2))
 
     run(work)
+
+
+# -- local state: Vectorize indexes, queues, Durable Objects -------------------------------
+def local_state(config: Path, state_dir: Path | None) -> Path:
+    """The local provider's state folder for a project (as `open_env` resolves it)."""
+    if state_dir is not None:
+        return state_dir
+    try:
+        return load_project(config).root / ".flarebase" / "state"
+    except FlarebaseError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def attempt(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except FlarebaseError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@vectorize_app.command("create")
+def vectorize_create(
+    name: str,
+    dimensions: Annotated[int, typer.Option(help="vector length, 1 to 1536")],
+    metric: Annotated[str, typer.Option(help="cosine, euclidean or dot-product")],
+    description: str = "",
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+) -> None:
+    """Create an index (dimensions and metric are fixed for its life)."""
+    from .platform.local.vectorize import create_index
+
+    state = local_state(config, state_dir)
+    attempt(
+        lambda: create_index(
+            state, name, dimensions=dimensions, metric=metric, description=description
+        )
+    )
+    console.print(f"created index {name} ({dimensions} dimensions, {metric})")
+
+
+@vectorize_app.command("list")
+def vectorize_list(config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None) -> None:
+    """List indexes with their configuration."""
+    from .platform.local.vectorize import list_indexes
+
+    table = Table("name", "dimensions", "metric", "description")
+    for info in attempt(lambda: list_indexes(local_state(config, state_dir))):
+        table.add_row(info.name, str(info.config.dimensions), info.config.metric, info.description)
+    console.print(table)
+
+
+@vectorize_app.command("delete")
+def vectorize_delete(
+    name: str, config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None
+) -> None:
+    """Delete an index and all its vectors."""
+    from .platform.local.vectorize import delete_index
+
+    attempt(lambda: delete_index(local_state(config, state_dir), name))
+    console.print(f"deleted index {name}")
+
+
+@vectorize_app.command("create-metadata-index")
+def vectorize_create_metadata_index(
+    name: str,
+    property_name: Annotated[str, typer.Option("--property-name")],
+    type: Annotated[str, typer.Option("--type", help="string, number or boolean")],
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+) -> None:
+    """Index a metadata property so queries can filter on it (vectors written from now on)."""
+    from .platform.local.vectorize import create_metadata_index
+
+    attempt(
+        lambda: create_metadata_index(local_state(config, state_dir), name, property_name, type)
+    )
+    console.print(f"created metadata index {property_name} ({type}) on {name}")
+
+
+@vectorize_app.command("list-metadata-index")
+def vectorize_list_metadata_index(
+    name: str, config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None
+) -> None:
+    """List an index's metadata indexes."""
+    from .platform.local.vectorize import list_metadata_indexes
+
+    table = Table("property", "type")
+    for index in attempt(lambda: list_metadata_indexes(local_state(config, state_dir), name)):
+        table.add_row(index.property_name, index.index_type)
+    console.print(table)
+
+
+@queues_app.command("list")
+def queues_list(config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None) -> None:
+    """Queues with their message counts (those in wrangler.toml, and any holding messages)."""
+    from .platform.local.queues import list_queues
+
+    project = attempt(lambda: load_project(config))
+    names = {s.queue for s in project.queue_producers} | {s.queue for s in project.queue_consumers}
+    table = Table("queue", "messages", "ready", "delayed", "leased")
+    for q in list_queues(local_state(config, state_dir), sorted(names)):
+        table.add_row(q.name, str(q.messages), str(q.ready), str(q.delayed), str(q.leased))
+    console.print(table)
+
+
+@queues_app.command("peek")
+def queues_peek(
+    queue: str,
+    limit: int = 10,
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+) -> None:
+    """The next messages of a queue, without leasing them."""
+    from .platform.local.queues import peek
+
+    for message in peek(local_state(config, state_dir), queue, limit):
+        print(json.dumps(dataclasses.asdict(message), default=str, ensure_ascii=False))
+
+
+@queues_app.command("purge")
+def queues_purge(
+    queue: str, config: ConfigOpt = Path("wrangler.toml"), state_dir: StateOpt = None
+) -> None:
+    """Delete every message of a queue."""
+    from .platform.local.queues import purge
+
+    console.print(f"purged {purge(local_state(config, state_dir), queue)} message(s) from {queue}")
+
+
+@queues_app.command("retry-dlq")
+def queues_retry_dlq(
+    dead_letter_queue: str,
+    into: Annotated[str, typer.Option(help="the queue to send the messages back to")],
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+) -> None:
+    """Move every message of a dead-letter queue back to a queue."""
+    from .platform.local.queues import retry_dlq
+
+    moved = retry_dlq(local_state(config, state_dir), dead_letter_queue, into)
+    console.print(f"moved {moved} message(s) from {dead_letter_queue} to {into}")
+
+
+@do_app.command("list")
+def do_list(
+    class_name: Annotated[str | None, typer.Argument(help="only this class")] = None,
+    config: ConfigOpt = Path("wrangler.toml"),
+    state_dir: StateOpt = None,
+) -> None:
+    """Stored Durable Objects by class, with their storage size."""
+    from .platform.local.durable_objects import list_objects
+
+    table = Table("class", "id", "name", "bytes", "alarm (ms)")
+    for obj in list_objects(local_state(config, state_dir), class_name):
+        table.add_row(
+            obj.class_name, obj.id, obj.name or "", str(obj.size_bytes), str(obj.alarm_ms or "")
+        )
+    console.print(table)
+
+
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Option(help="python-worker (the only target so far)")],
+    config: ConfigOpt = Path("wrangler.toml"),
+    out: Annotated[Path | None, typer.Option(help="default .flarebase/python-worker")] = None,
+    consumer: Annotated[
+        list[str] | None, typer.Option(help="QUEUE=module:function, for each queue consumer")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="write the files; print the command")] = False,
+) -> None:
+    """Deploy to Cloudflare as a Python Worker: write wrangler.toml, pyproject.toml and
+    src/entry.py, then run `uv run pywrangler deploy` there."""
+    from .deploy import deploy_python_worker, plan_python_worker
+
+    if target != "python-worker":
+        raise typer.BadParameter(f"unknown target {target!r}; known: python-worker")
+    consumers = dict(item.split("=", 1) for item in consumer or [] if "=" in item)
+    try:
+        plan = plan_python_worker(config, out, consumers=consumers)
+        console.print(plan.describe(), highlight=False)
+        console.print(
+            f"{'would run' if dry_run else 'running'}: (cd {plan.out_dir} && "
+            f"{' '.join(plan.command)})",
+            highlight=False,
+        )
+        code = deploy_python_worker(plan, dry_run=dry_run)
+    except FlarebaseError as e:
+        err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -6,8 +6,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .auth import router as auth_router
+from .chat import router as chat_router
+from .documents import router as documents_router
 from .errors import install_error_handlers
+from .files import router as files_router
+from .memory import router as memory_router
 from .middleware import PerRequest
+from .models import router as models_router
+from .quotas import IpQuota
 from .settings import Settings
 
 
@@ -19,10 +26,18 @@ def create_app(env: Any, settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
 
+    app.add_middleware(IpQuota)  # inside PerRequest: its D1 call counts in the invocation
     app.add_middleware(PerRequest, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/api/health", tags=["meta"])
     async def health() -> dict[str, Any]:
         return {"ok": True, "bindings": sorted(env) if hasattr(env, "__iter__") else []}
+
+    app.include_router(auth_router)
+    app.include_router(files_router)
+    app.include_router(documents_router)
+    app.include_router(chat_router)
+    app.include_router(models_router)
+    app.include_router(memory_router)
 
     return app
