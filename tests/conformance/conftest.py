@@ -168,12 +168,14 @@ BRIDGE_UNSUPPORTED = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Not run rather than skipped: there is nothing on the bridge to run them against.
+    unsupported = [item for item in items if _bridge_unsupported(item)]
+    if unsupported:
+        config.hook.pytest_deselected(items=unsupported)
+        items[:] = [item for item in items if not _bridge_unsupported(item)]
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or callspec.params.get("provider") != "bridge":
-            continue
-        if reason := BRIDGE_UNSUPPORTED.get(Path(str(item.fspath)).name):
-            item.add_marker(pytest.mark.skip(reason=reason))
             continue
         name = f"{Path(str(item.fspath)).name}::{getattr(item, 'originalname', item.name)}"
         for table, label in (
@@ -182,6 +184,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         ):
             if reason := _lookup(table, name, callspec.id):
                 item.add_marker(pytest.mark.xfail(reason=f"{label}: {reason}", strict=True))
+
+
+def _bridge_unsupported(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_bridge = callspec is not None and callspec.params.get("provider") == "bridge"
+    return on_bridge and Path(str(item.fspath)).name in BRIDGE_UNSUPPORTED
 
 
 def _lookup(table: dict[str | tuple[str, str], str], name: str, param_id: str) -> str | None:

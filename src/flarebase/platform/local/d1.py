@@ -11,6 +11,7 @@ survives a killed process; only an OS crash can lose the last transactions.
 
 from __future__ import annotations
 
+import gc
 import re
 import secrets
 import sqlite3
@@ -187,6 +188,10 @@ class LocalD1:
         self._guard.arm()
         self._internal(f"BEGIN IMMEDIATE {self._guard.tag}")
         results = []
+        # Three short-lived objects per statement would set off collections that scan
+        # the whole batch again and again; none of them can form a cycle.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for i, stmt in enumerate(statements, 1):
                 try:
@@ -202,6 +207,9 @@ class LocalD1:
             if self._conn.in_transaction:
                 self._internal(f"ROLLBACK {self._guard.tag}")
             raise
+        finally:
+            if collecting:
+                gc.enable()
         # One transaction, so one size: what the database measures once it committed.
         self._size = self._current_size()
         for result in results:
