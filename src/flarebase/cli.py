@@ -1,12 +1,13 @@
 """The `flarebase` command: a thin layer over documented functions.
 
 flarebase init DIR                           scaffold a new backend project in DIR
-flarebase dev                                serve the project on the embedded default
+flarebase dev [--provider miniflare]         serve the project (embedded default, or Miniflare)
 flarebase db migrations create|list|apply    D1 migrations, as wrangler records them
 flarebase db execute DATABASE --command SQL  run SQL against a D1 binding
 flarebase vectorize create|list|delete|create-metadata-index|list-metadata-index
 flarebase queues list|peek|purge|retry-dlq   inspect the local queues
 flarebase do list                            stored Durable Objects, with sizes
+flarebase deploy --target python-worker|bridge   deploy to Cloudflare with wrangler
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.table import Table
 from .migrate.cli import migrate_app
 from .platform import Env, FlarebaseError, load_project, open_env
 from .platform.config import Project
+from .platform.d1 import script_statements
 from .platform.migrations import apply_migrations, create_migration, list_migrations
 
 app = typer.Typer(help="flarebase: the backend for AI chat apps on Cloudflare, in Python.")
@@ -65,7 +67,9 @@ def env_of(config: Path, state_dir: Path | None, provider: str = "local") -> Any
 
 
 def describe_bindings(env: Env) -> Table:
-    table = Table("binding", "product", "target", title=f"bindings of {env.project.path}")
+    table = Table(
+        "binding", "product", "target", "provider", title=f"bindings of {env.project.path}"
+    )
     project = env.project
     rows = [(s.binding, "D1", s.name) for s in project.d1_databases]
     rows += [(s.binding, "KV", s.name) for s in project.kv_namespaces]
@@ -73,48 +77,86 @@ def describe_bindings(env: Env) -> Table:
     rows += [(s.binding, "Vectorize", s.index_name) for s in project.vectorize]
     rows += [(s.name, "Durable Object", s.class_name) for s in project.durable_objects]
     rows += [(s.binding, "Queue", s.queue) for s in project.queue_producers]
-    for row in rows:
-        table.add_row(*row)
+    for name, product, target in rows:
+        table.add_row(name, product, target, provider_of(env[name]))
     for name, value in env.vars.items():
-        table.add_row(name, "var", "(set)" if value else "(empty)")
+        table.add_row(name, "var", "(set)" if value else "(empty)", "")
     return table
+
+
+def provider_of(binding: Any) -> str:
+    """The provider package a binding comes from (flarebase.platform.<provider>...): with
+    --provider miniflare some bindings are the bridge's (Miniflare), some local."""
+    parts = type(binding).__module__.split(".")
+    return parts[2] if parts[:2] == ["flarebase", "platform"] and len(parts) > 3 else "?"
+
+
+DevProviderOpt = Annotated[
+    str,
+    typer.Option(
+        "--provider",
+        help="local (embedded) or miniflare (D1, KV, R2 and queues on Miniflare, state in "
+        "<state dir>/miniflare; Vectorize and Durable Objects stay local)",
+    ),
+]
 
 
 @app.command()
 def dev(
     config: ConfigOpt = Path("wrangler.toml"),
     state_dir: StateOpt = None,
+    provider: DevProviderOpt = "local",
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8787,
     serve: Annotated[bool, typer.Option(help="serve the API (--no-serve: set up and exit)")] = True,
 ) -> None:
-    """Open the project's bindings on the embedded provider, apply D1 migrations,
-    report the bindings, and serve the API."""
+    """Check the server's settings (unless --no-serve), open the project's bindings on
+    the provider, apply D1 migrations, report the bindings, and serve the API."""
 
     async def work() -> None:
         from .server import durable_objects  # the server's classes (ChatStream, ...)
 
-        async with open_env(config, state_dir=state_dir, durable_objects=durable_objects()) as env:
+        # Before any binding opens (Miniflare takes seconds): bad settings are one line.
+        settings = server_settings(config) if serve else None
+        async with open_env(
+            config, provider=provider, state_dir=state_dir, durable_objects=durable_objects()
+        ) as env:
             for spec in env.project.d1_databases:
                 folder = env.project.root / spec.migrations_dir
                 applied = await apply_migrations(env[spec.binding], folder, spec.migrations_table)
                 if applied:
                     console.print(f"{spec.binding}: applied {', '.join(applied)}")
             console.print(describe_bindings(env))
-            if serve:
-                await serve_api(env, host, port)
+            if settings is not None:
+                await serve_api(env, host, port, settings)
 
     run(work)
 
 
-async def serve_api(env: Env, host: str, port: int) -> None:
+def server_settings(config: Path) -> Any:
+    """The server's settings from the project's vars, checked as the app checks them at
+    start (ConfigError: invalid values, or no AUTH_SECRET)."""
+    from .platform.env import read_vars
+    from .server.auth import check_settings
+    from .server.settings import Settings
+
+    settings = Settings.from_env(read_vars(load_project(config)))
+    check_settings(settings)
+    return settings
+
+
+async def serve_api(env: Env, host: str, port: int, settings: Any = None) -> None:
     import uvicorn
 
     from .server import create_app
 
-    console.print(f"serving the API on http://{host}:{port} (OpenAPI at /docs)")
-    server = uvicorn.Server(uvicorn.Config(create_app(env), host=host, port=port))
-    await server.serve()
+    app = create_app(env, settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="off"))
+    # The app's start-up (settings, memory's index) runs here, not in uvicorn: a
+    # ConfigError it raises is then one line and exit 1, not a traceback and exit 0.
+    async with app.router.lifespan_context(app):
+        console.print(f"serving the API on http://{host}:{port} (OpenAPI at /docs)")
+        await server.serve()
 
 
 @app.command()
@@ -220,8 +262,10 @@ def db_execute(
         async with env_of(config, state_dir) as env:
             db = env[_db_spec(env.project, database).binding]
             if file is not None:
-                result = await db.exec(file.read_text(encoding="utf-8"))
-                console.print(f"executed {result.count} statement(s) in {result.duration:.1f} ms")
+                # As `wrangler d1 execute --file`: the file's statements in one batch.
+                sql = file.read_text(encoding="utf-8")
+                results = await db.batch([db.prepare(s) for s in script_statements(sql)])
+                console.print(f"executed {len(results)} statement(s)")
             else:
                 rows = (await db.prepare(command).all()).results
                 print(json.dumps(rows, default=repr, ensure_ascii=False, indent=2))
@@ -390,36 +434,77 @@ def do_list(
     console.print(table)
 
 
+DEPLOY_TARGETS = ("python-worker", "bridge")
+
+
 @app.command()
 def deploy(
-    target: Annotated[str, typer.Option(help="python-worker (the only target so far)")],
+    target: Annotated[str, typer.Option(help="python-worker or bridge")],
     config: ConfigOpt = Path("wrangler.toml"),
-    out: Annotated[Path | None, typer.Option(help="default .flarebase/python-worker")] = None,
+    out: Annotated[Path | None, typer.Option(help="default .flarebase/<target>")] = None,
     consumer: Annotated[
-        list[str] | None, typer.Option(help="QUEUE=module:function, for each queue consumer")
+        list[str] | None,
+        typer.Option(help="QUEUE=module:function, for each queue consumer (python-worker)"),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="write the files; print the command")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="write the files; python-worker: print the command; bridge: "
+            "run wrangler deploy --dry-run --outdir dist (offline)"
+        ),
+    ] = False,
 ) -> None:
-    """Deploy to Cloudflare as a Python Worker: write wrangler.toml, pyproject.toml and
-    src/entry.py, then run `uv run pywrangler deploy` there."""
-    from .deploy import deploy_python_worker, plan_python_worker
+    """Deploy to Cloudflare.
 
-    if target != "python-worker":
-        raise typer.BadParameter(f"unknown target {target!r}; known: python-worker")
-    consumers = dict(item.split("=", 1) for item in consumer or [] if "=" in item)
+    python-worker: flarebase as a Python Worker: write wrangler.toml, pyproject.toml and
+    src/entry.py, then run `uv run pywrangler deploy` there.
+
+    bridge: the bridge Worker (for provider="bridge") with the project's D1, KV, R2,
+    Vectorize and queue producer bindings: write wrangler.toml and src/index.js, then run
+    bridge/'s wrangler deploy there. BRIDGE_SECRET is $FLAREBASE_BRIDGE_SECRET, else
+    FLAREBASE_BRIDGE_SECRET in the project's .dev.vars (16+ characters; the provider
+    reads the same name); it is uploaded with the deploy (wrangler --secrets-file), so
+    the Worker never runs without it and a changed secret replaces the old one. The
+    Worker is named <project name>-bridge; a real deploy needs `wrangler login` or
+    $CLOUDFLARE_API_TOKEN, as wrangler does.
+    """
     try:
-        plan = plan_python_worker(config, out, consumers=consumers)
-        console.print(plan.describe(), highlight=False)
-        console.print(
-            f"{'would run' if dry_run else 'running'}: (cd {plan.out_dir} && "
-            f"{' '.join(plan.command)})",
-            highlight=False,
-        )
-        code = deploy_python_worker(plan, dry_run=dry_run)
+        if target not in DEPLOY_TARGETS:
+            raise FlarebaseError(f"unknown target {target!r}; known: {', '.join(DEPLOY_TARGETS)}")
+        if target == "bridge":
+            if consumer:
+                raise FlarebaseError("--consumer is for --target python-worker")
+            code = _deploy_bridge(config, out, dry_run)
+        else:
+            code = _deploy_python_worker(config, out, consumer or [], dry_run)
     except FlarebaseError as e:
         err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _deploy_python_worker(config: Path, out: Path | None, consumer: list[str], dry: bool) -> int:
+    from .deploy import deploy_python_worker, plan_python_worker
+
+    consumers = dict(item.split("=", 1) for item in consumer if "=" in item)
+    plan = plan_python_worker(config, out, consumers=consumers)
+    console.print(plan.describe(), highlight=False)
+    command = " ".join(plan.command)
+    console.print(
+        f"{'would run' if dry else 'running'}: (cd {plan.out_dir} && {command})", highlight=False
+    )
+    return deploy_python_worker(plan, dry_run=dry)
+
+
+def _deploy_bridge(config: Path, out: Path | None, dry: bool) -> int:
+    from .deploy import deploy_bridge, plan_bridge
+
+    plan = plan_bridge(config, out)
+    console.print(plan.describe(), highlight=False)
+    command = " ".join(plan.command(dry_run=dry))
+    console.print(f"running: (cd {plan.out_dir} && {command})", highlight=False)
+    deploy_bridge(plan, dry_run=dry)
+    return 0
 
 
 def main() -> None:

@@ -35,53 +35,11 @@ from flarebase.platform.workers.queues import dispatch_batch
 from flarebase.platform.workers.runtime import rpc_methods
 from flarebase.server.chat import ChatStream
 
+from ..helpers import CHAT_BACKEND
+
 REPO = Path(__file__).resolve().parents[2]
 
-PROJECT = """
-name = "chat-backend"
-compatibility_date = "2025-06-01"
-compatibility_flags = ["nodejs_compat"]
-
-[vars]
-MODEL = "gpt"
-LIMITS = { tokens = 1000, strict = true }
-
-[[d1_databases]]
-binding = "DB"
-database_name = "app"
-database_id = "11111111-2222-3333-4444-555555555555"
-migrations_dir = "migrations"
-
-[[kv_namespaces]]
-binding = "KV"
-id = "0123456789abcdef"
-
-[[r2_buckets]]
-binding = "BUCKET"
-bucket_name = "files"
-
-[[vectorize]]
-binding = "MEMORY"
-index_name = "memory"
-
-[[durable_objects.bindings]]
-name = "CHAT_STREAMS"
-class_name = "ChatStream"
-
-[[migrations]]
-tag = "v1"
-new_sqlite_classes = ["ChatStream"]
-
-[[queues.producers]]
-binding = "JOBS"
-queue = "jobs"
-
-[[queues.consumers]]
-queue = "jobs"
-max_batch_size = 5
-max_retries = 2
-dead_letter_queue = "jobs-dlq"
-"""
+PROJECT = CHAT_BACKEND
 
 
 @pytest.fixture

@@ -28,45 +28,14 @@ from flarebase.server import create_app
 from flarebase.server import durable_objects as server_durable_objects
 from flarebase.server.settings import Settings
 
-SERVER_MIGRATIONS = Path(__file__).parents[2] / "src" / "flarebase" / "server" / "migrations"
+from ..helpers import SERVER_MIGRATIONS, wrangler_toml
+
 SECRET = "test-secret-0123456789abcdefghijklmnop"
 PASSWORD = "correct horse battery"
 # Fast bcrypt for tests; every other setting is the default unless a test says so.
 TEST_VARS: dict[str, Any] = {"AUTH_SECRET": SECRET, "AUTH_BCRYPT_ROUNDS": 4}
 
-WRANGLER = """
-name = "flarebase-server-tests"
-compatibility_date = "2025-09-29"
-
-[vars]
-AUTH_SECRET = "{secret}"
-AUTH_BCRYPT_ROUNDS = 4
-
-[[d1_databases]]
-binding = "DB"
-database_name = "server"
-database_id = "00000000-0000-0000-0000-000000000000"
-
-[[kv_namespaces]]
-binding = "KV"
-id = "server-kv"
-
-[[r2_buckets]]
-binding = "BUCKET"
-bucket_name = "server"
-
-[[vectorize]]
-binding = "MEMORY"
-index_name = "memory"
-
-[[durable_objects.bindings]]
-name = "CHAT_STREAMS"
-class_name = "ChatStream"
-
-[[migrations]]
-tag = "v1"
-new_sqlite_classes = ["ChatStream"]
-"""
+WRANGLER = wrangler_toml("flarebase-server-tests", TEST_VARS, migrations_dir=None)
 
 T = TypeVar("T")
 
@@ -108,7 +77,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     config = tmp_path / "wrangler.toml"
-    config.write_text(WRANGLER.format(secret=SECRET), encoding="utf-8")
+    config.write_text(WRANGLER, encoding="utf-8")
     with start_blocking_portal() as portal:
         opened = open_env(
             config, state_dir=tmp_path / "state", durable_objects=server_durable_objects()

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ from starlette.routing import Route
 
 from flarebase.server import create_app
 
+from ..helpers import free_port
 from .conftest import Server
 
 JS = Path(__file__).parents[1] / "js"
@@ -88,12 +88,6 @@ def wait_until(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- a live server on the test's env --------------------------------------------------------

@@ -8,79 +8,34 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from .conftest import PASSWORD, SECRET, SERVER_MIGRATIONS
-from .test_chat_helpers import ai_client, free_port, sse_events, user_message, words
+from ..helpers import dev_command, free_port, wait_for_health, wrangler_toml
+from .conftest import PASSWORD, TEST_VARS
+from .test_chat_helpers import ai_client, sse_events, user_message, words
 
-WRANGLER = f"""
-name = "flarebase-restart-test"
-compatibility_date = "2025-09-29"
-
-[vars]
-AUTH_SECRET = "{SECRET}"
-AUTH_BCRYPT_ROUNDS = 4
-CHAT_ECHO_DELAY_MS = 60
-
-[[d1_databases]]
-binding = "DB"
-database_name = "server"
-database_id = "local"
-migrations_dir = "{SERVER_MIGRATIONS.as_posix()}"
-
-[[kv_namespaces]]
-binding = "KV"
-id = "server-kv"
-
-[[r2_buckets]]
-binding = "BUCKET"
-bucket_name = "server"
-
-[[durable_objects.bindings]]
-name = "CHAT_STREAMS"
-class_name = "ChatStream"
-
-[[migrations]]
-tag = "v1"
-new_sqlite_classes = ["ChatStream"]
-"""
+WRANGLER = wrangler_toml(
+    "flarebase-restart-test",
+    {**TEST_VARS, "CHAT_ECHO_DELAY_MS": 60},
+    database_id="local",
+    index=None,
+)
 
 
 @contextmanager
 def dev_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """`flarebase dev` in its own process, on `folder`'s wrangler.toml and state."""
-    command = [
-        sys.executable,
-        "-c",
-        "from flarebase.cli import main; main()",
-        "dev",
-        "--config",
-        str(folder / "wrangler.toml"),
-        "--state-dir",
-        str(folder / "state"),
-        "--port",
-        str(port),
-    ]
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    log_path = folder / "dev.log"
+    with log_path.open("ab") as log:
+        command = dev_command(folder, port)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
+        wait_for_health(proc, f"http://127.0.0.1:{port}", log_path, timeout=30)
         yield proc
     finally:
         if proc.poll() is None:

@@ -87,7 +87,8 @@ class MiniflareBridge:
     ) -> None:
         self.project = project
         self.secret = secret or secrets.token_urlsafe(32)
-        self.persist = Path(persist) if persist else None
+        # Absolute: serve.mjs runs in the bridge folder, not in our working directory.
+        self.persist = Path(persist).resolve() if persist else None
         self.allow_reset = allow_reset
         self.consume_queues = consume_queues
         self.vectorize_mocks = list(vectorize_mocks)

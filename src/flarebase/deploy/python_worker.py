@@ -26,14 +26,14 @@ import json
 import os
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .platform.config import Project, load_project, strip_jsonc
-from .platform.errors import ConfigError
+from ..platform.config import Project, load_project
+from ..platform.errors import ConfigError
+from .toml import raw_config, to_toml
 
 MIN_COMPATIBILITY_DATE = "2025-09-29"  # Python Workers on Pyodide 0.28.2
 DEFAULT_APP = "flarebase.server.app:create_app"
@@ -86,17 +86,9 @@ class PythonWorkerPlan:
 # -- wrangler.toml ------------------------------------------------------------------------------
 
 
-def _raw_config(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        return tomllib.loads(text)
-    data: dict[str, Any] = json.loads(strip_jsonc(text))
-    return data
-
-
 def worker_config(project: Project, out_dir: Path) -> dict[str, Any]:
     """The project's config as the Python Worker's: entry point, flag, date, paths."""
-    raw = _raw_config(project.path)
+    raw = raw_config(project.path)
     raw.pop("$schema", None)
     config: dict[str, Any] = {"name": raw.pop("name", None) or project.name or "flarebase"}
     config["main"] = "src/entry.py"
@@ -110,52 +102,6 @@ def worker_config(project: Project, out_dir: Path) -> dict[str, Any]:
         db["migrations_dir"] = Path(os.path.relpath(folder, out_dir)).as_posix()
     config.update(raw)
     return config
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise ConfigError(f"cannot write {type(value).__name__} {value!r} to wrangler.toml")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
-
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """A small TOML writer: scalars and inline arrays first, then tables and arrays of tables."""
-    lines: list[str] = []
-    nested: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) or _is_table_list(value):
-            nested.append((key, value))
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    out = "\n".join(lines)
-    for key, value in nested:
-        name = f"{prefix}{_toml_key(key)}"
-        if isinstance(value, dict):
-            body = to_toml(value, f"{name}.")
-            out += f"\n\n[{name}]\n{body}" if body.strip() else f"\n\n[{name}]"
-        else:
-            for item in value:
-                out += f"\n\n[[{name}]]\n{to_toml(item, f'{name}.')}"
-    return out.strip("\n") + "\n" if not prefix else out.strip("\n")
 
 
 # -- entry.py -----------------------------------------------------------------------------------
@@ -226,7 +172,7 @@ def entry_source(
     consumers: Mapping[str, str | Callable[..., Any]] | None = None,
 ) -> str:
     """src/entry.py for `project`: one host class per Durable Object class it declares."""
-    from .platform.workers.runtime import load, rpc_methods
+    from ..platform.workers.runtime import load, rpc_methods
 
     kinds = {
         getattr(spec, attr): kind
@@ -285,7 +231,7 @@ def pyproject_source(name: str) -> str:
 
 def server_classes() -> dict[str, type]:
     """flarebase's own Durable Object classes (ChatStream, ...)."""
-    from .server import durable_objects
+    from ..server import durable_objects
 
     return dict(durable_objects())
 
@@ -323,7 +269,7 @@ def write_plan(plan: PythonWorkerPlan) -> None:
         path = plan.out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]  # flarebase/, this module being flarebase/deploy/...
     target = plan.out_dir / "src" / "flarebase"
     if target.exists():
         shutil.rmtree(target)
