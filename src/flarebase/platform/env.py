@@ -58,6 +58,24 @@ def _bridge() -> ProviderFactory:
 register_provider("bridge", _bridge)
 
 
+def _api() -> ProviderFactory:
+    from .api import ApiProvider
+
+    return ApiProvider
+
+
+register_provider("api", _api)
+
+
+def _miniflare() -> ProviderFactory:
+    from .miniflare import MiniflareProvider
+
+    return MiniflareProvider
+
+
+register_provider("miniflare", _miniflare)
+
+
 class Env:
     """The bindings and vars of one project: `env.DB`, `env["DB"]`, `env.vars`."""
 
@@ -144,7 +162,8 @@ async def open_env(
 ) -> AsyncIterator[Env]:
     """Open the bindings of `config` on `provider`; close them on exit.
 
-    Options go to the provider (local: `state_dir`; bridge: `url`, `secret`).
+    Options go to the provider (local: `state_dir`; bridge: `url`, `secret`; miniflare:
+    `state_dir`, `persist`).
     """
     project = config if isinstance(config, Project) else load_project(config, environment)
     backend = make_provider(provider, project, **options)
