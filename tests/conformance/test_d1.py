@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,48 @@ async def test_exec_error_is_d1_exec_error(env: Env) -> None:
     with pytest.raises(D1Error, match="D1_EXEC_ERROR") as e:
         await env.DB.exec("CREATE TABLE a (x);\nINSERT INTO nope VALUES (1);")
     assert e.value.code == "D1_EXEC_ERROR"
+
+
+async def test_exec_runs_line_by_line(env: Env) -> None:
+    # D1 runs each line as a query: two statements on one line are one query, blank
+    # lines are not queries, and a statement cannot continue on the next line.
+    res = await env.DB.exec(
+        "CREATE TABLE a (x);\n\nINSERT INTO a VALUES (1); INSERT INTO a VALUES (2);\n"
+    )
+    assert res.count == 2
+    assert await env.DB.prepare("SELECT x FROM a ORDER BY x").raw() == [[1], [2]]
+    with pytest.raises(D1Error, match=r"Error in line 1: CREATE TABLE b \(: incomplete input"):
+        await env.DB.exec("CREATE TABLE b (\n  x\n);")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "Error in line 1: : No SQL statements detected."),
+        ("-- only a comment", "SQL code did not contain a statement."),
+        ("INSERT INTO a VALUES (1);;", "SQL code did not contain a statement."),
+        ("INSERT INTO a VALUES (1); -- why", "SQL code did not contain a statement."),
+    ],
+)
+async def test_exec_refuses_empty_queries(env: Env, query: str, message: str) -> None:
+    await env.DB.exec("CREATE TABLE a (x);")
+    with pytest.raises(D1Error, match=re.escape(message)) as e:
+        await env.DB.exec(query)
+    assert e.value.code == "D1_EXEC_ERROR"
+    assert await env.DB.prepare("SELECT x FROM a").raw() == []
+
+
+async def test_exec_failure_runs_nothing(env: Env) -> None:
+    await env.DB.exec("CREATE TABLE a (x);")
+    with pytest.raises(D1Error, match="no such table: nope"):
+        await env.DB.exec("INSERT INTO a VALUES (1);\nINSERT INTO nope VALUES (2);")
+    assert await env.DB.prepare("SELECT x FROM a").raw() == []
+
+
+async def test_exec_error_names_the_failing_line(env: Env) -> None:
+    await env.DB.exec("CREATE TABLE a (x);")
+    with pytest.raises(D1Error, match=r"Error in line 2: INSERT INTO nope VALUES \(2\);"):
+        await env.DB.exec("INSERT INTO a VALUES (1);\nINSERT INTO nope VALUES (2);")
 
 
 async def test_dump_is_an_sqlite_image(env: Env) -> None:

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1005,12 +1006,12 @@ async def test_unknown_upload_ids_fail(bucket: Any) -> None:
     wrong_key = bucket.resume_multipart_upload("other-key", upload.upload_id)
     for handle in (ghost, wrong_key):
         for call in (
-            handle.upload_part(1, b"x"),
-            handle.complete([R2UploadedPart(part_number=1, etag="e")]),
-            handle.abort(),
+            partial(handle.upload_part, 1, b"x"),
+            partial(handle.complete, [R2UploadedPart(part_number=1, etag="e")]),
+            handle.abort,
         ):
             with pytest.raises(R2Error) as e:
-                await call
+                await call()
             assert e.value.code == "NoSuchUpload"
     part = await upload.upload_part(1, b"still usable")
     await upload.complete([part])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flarebase.platform.d1 import split_statements
+from flarebase.platform.d1 import script_statements, split_statements
 from flarebase.platform.local.d1 import LocalD1
 
 from .conftest import Project
@@ -164,7 +164,9 @@ def test_sql_out_stays_within_d1_statement_limit(
     async def apply() -> None:
         db = LocalD1(applied)  # D1's limits: 100,000-byte statements, 2 MB values
         try:
-            await db.exec(out.read_text(encoding="utf-8"))
+            # As `wrangler d1 execute --file` sends it: the file's statements, one batch.
+            sql = out.read_text(encoding="utf-8")
+            await db.batch([db.prepare(s) for s in script_statements(sql)])
         finally:
             await db.aclose()
 

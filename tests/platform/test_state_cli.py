@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from flarebase.cli import app
@@ -86,3 +87,28 @@ async def test_queue_and_object_commands(tmp_path: Path) -> None:
     assert "Counter" in objects and "alpha" in objects
     assert "purged 2 message(s)" in invoke("queues", "purge", "jobs", *c)
     assert invoke("queues", "peek", "jobs", *c).strip() == ""
+
+
+def test_vectorize_commands_with_a_relative_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Index files are opened read-only through an SQLite URI, which needs an absolute path.
+    (tmp_path / "wrangler.toml").write_text(CONFIG)
+    monkeypatch.chdir(tmp_path)
+    c = ["-c", "wrangler.toml", "--state-dir", "state"]
+    invoke("vectorize", "create", "memory", "--dimensions", "3", "--metric", "cosine", *c)
+    assert "memory" in invoke("vectorize", "list", *c)
+    invoke(
+        "vectorize",
+        "create-metadata-index",
+        "memory",
+        "--property-name",
+        "u",
+        "--type",
+        "string",
+        *c,
+    )
+    assert "u" in invoke("vectorize", "list-metadata-index", "memory", *c)
+    invoke("vectorize", "delete", "memory", *c)
+    assert "memory" not in invoke("vectorize", "list", *c)
+    assert not (tmp_path / "state/vectorize/memory").exists()

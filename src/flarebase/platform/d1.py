@@ -45,3 +45,14 @@ def split_statements(sql: str) -> list[str]:
     if pending.strip(" \t\r\n;"):
         statements.append(pending.strip().removesuffix(";"))
     return statements
+
+
+def script_statements(sql: str) -> list[str]:
+    """The statements of an SQL file, comment-only ones left out: what `wrangler d1
+    execute --file` and `migrations apply` send as one batch."""
+    return [s for s in split_statements(sql) if not _only_comments(s)]
+
+
+def _only_comments(statement: str) -> bool:
+    lines = (line.strip() for line in statement.splitlines())
+    return all(not line or line.startswith("--") or line == ";" for line in lines)

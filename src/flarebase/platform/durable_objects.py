@@ -395,6 +395,26 @@ def to_epoch_ms(when: datetime | int | float) -> int:
     return int(when)
 
 
+def list_options(
+    start: str | None,
+    start_after: str | None,
+    end: str | None,
+    prefix: str | None,
+    reverse: bool,
+    limit: int | None,
+) -> dict[str, Any]:
+    """`storage.list()`'s options as the JS binding takes them, those given."""
+    options = {
+        "start": start,
+        "startAfter": start_after,
+        "end": end,
+        "prefix": prefix,
+        "reverse": reverse or None,
+        "limit": limit,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 # -- what objects see (implemented by each provider) ---------------------------------------
 class SqlStorage(Protocol):
     def exec(self, query: str, *bindings: Any) -> SqlStorageCursor: ...
@@ -472,3 +492,18 @@ class DurableObject:
 
     async def web_socket_error(self, ws: WebSocket, error: BaseException) -> None:
         return None
+
+
+class UnreachableNamespace:
+    """A `[[durable_objects.bindings]]` entry that a provider cannot reach: the binding
+    exists (so an env opens), and any use of it raises, saying `why`."""
+
+    def __init__(self, binding: str, class_name: str, why: str) -> None:
+        self.binding = binding
+        self.class_name = class_name
+        self.why = why
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise DurableObjectError(f"{self.binding} ({self.class_name}): {self.why}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import D1Spec, Project
-from .d1 import split_statements
+from .d1 import script_statements
 from .errors import ConfigError
 
 # wrangler's own DDL, byte for byte, so that both tools leave the same schema.
@@ -60,7 +60,8 @@ def create_migration(folder: Path, message: str) -> Path:
 
 
 async def applied_names(db: Any, table: str = "d1_migrations") -> list[str]:
-    await db.exec(_CREATE_TABLE.format(table=table))
+    # prepare, not exec: D1's exec runs each *line* as a statement, and this DDL has several.
+    await db.prepare(_CREATE_TABLE.format(table=table)).run()
     rows = await db.prepare(f"SELECT name FROM {table} ORDER BY id").raw()
     return [row[0] for row in rows]
 
@@ -77,13 +78,8 @@ async def apply_migrations(db: Any, folder: Path, table: str = "d1_migrations") 
         if migration.applied:
             continue
         sql = migration.path.read_text(encoding="utf-8")
-        statements = [db.prepare(s) for s in split_statements(sql) if not _only_comments(s)]
+        statements = [db.prepare(s) for s in script_statements(sql)]
         record = db.prepare(f"INSERT INTO {table} (name) VALUES (?)").bind(migration.name)
         await db.batch([*statements, record])
         applied.append(migration.name)
     return applied
-
-
-def _only_comments(statement: str) -> bool:
-    lines = (line.strip() for line in statement.splitlines())
-    return all(not line or line.startswith("--") or line == ";" for line in lines)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,30 +68,40 @@ class QueueLimitExceeded(QueueError, LimitExceeded):
 
 
 # -- encoding ------------------------------------------------------------------------------
+def check_content_type(content_type: Any) -> str:
+    if content_type not in CONTENT_TYPES:
+        raise QueueError(
+            f"message content type {content_type} is invalid; if specified, "
+            "must be one of 'text', 'json', 'bytes', or 'v8'"
+        )
+    return str(content_type)
+
+
+def check_body(body: Any, content_type: str) -> None:
+    """The body type that "text" and "bytes" need (any value may go as "json" or "v8",
+    if it serializes)."""
+    if content_type == "text" and not isinstance(body, str):
+        raise QueueError(f"content_type 'text' needs a str body, not {type(body).__name__}")
+    if content_type == "bytes" and not isinstance(body, (bytes, bytearray, memoryview)):
+        raise QueueError(f"content_type 'bytes' needs a bytes body, not {type(body).__name__}")
+
+
 def encode_body(body: Any, content_type: str = "json") -> bytes:
     """The bytes stored and counted against the limits for one message body."""
+    check_body(body, check_content_type(content_type))
     if content_type == "json":
         try:
             return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         except (TypeError, ValueError) as e:
             raise QueueError(f"message body cannot be serialized as JSON: {e}") from None
     if content_type == "text":
-        if not isinstance(body, str):
-            raise QueueError(f"content_type 'text' needs a str body, not {type(body).__name__}")
         return body.encode()
     if content_type == "bytes":
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise QueueError(f"content_type 'bytes' needs a bytes body, not {type(body).__name__}")
         return bytes(body)
-    if content_type == "v8":
-        try:
-            return pickle.dumps(body, protocol=5)
-        except Exception as e:
-            raise QueueError(f"message body cannot be serialized: {e}") from None
-    raise QueueError(
-        f"message content type {content_type} is invalid; if specified, "
-        "must be one of 'text', 'json', 'bytes', or 'v8'"
-    )
+    try:
+        return pickle.dumps(body, protocol=5)  # "v8"
+    except Exception as e:
+        raise QueueError(f"message body cannot be serialized: {e}") from None
 
 
 def decode_body(data: bytes, content_type: str) -> Any:
@@ -127,9 +137,15 @@ def check_batch(sizes: list[int]) -> None:
         raise QueueLimitExceeded(f"batch size of {total} bytes exceeds limit of {MAX_BATCH_BYTES}")
 
 
-def check_delay(delay_seconds: Any, what: str = "delay_seconds") -> int:
+def check_delay_type(delay_seconds: Any, what: str = "delay_seconds") -> None:
+    """A number; alone, for a provider that leaves the limits to the Queues service."""
     if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)):
         raise QueueError(f"{what} must be a number of seconds")
+
+
+def check_delay(delay_seconds: Any, what: str = "delay_seconds") -> int:
+    """A delay within Queues' limits, in whole seconds."""
+    check_delay_type(delay_seconds, what)
     if delay_seconds < 0:
         raise QueueError(f"{what} must not be negative; got {delay_seconds}")
     if delay_seconds > MAX_DELAY_SECONDS:
@@ -157,6 +173,17 @@ class MessageSendRequest:
                 raise QueueError(f"unknown keys in a send_batch() entry: {sorted(unknown)}")
             return cls(item["body"], item.get("content_type", "json"), item.get("delay_seconds"))
         raise QueueError("send_batch() entries are MessageSendRequest or {'body': ...} dicts")
+
+
+def batch_requests(
+    messages: Sequence[MessageSendRequest | Mapping[str, Any]],
+    delay_seconds: Any,
+    default_delay: int,
+) -> tuple[list[MessageSendRequest], int]:
+    """`send_batch()`'s messages as MessageSendRequests, and the batch's delay: the one
+    given (checked), else the producer's `default_delay`."""
+    requests = [MessageSendRequest.of(m) for m in messages]
+    return requests, default_delay if delay_seconds is None else check_delay(delay_seconds)
 
 
 # -- consumers -------------------------------------------------------------------------------

@@ -24,8 +24,11 @@ Conventions:
 from __future__ import annotations
 
 import builtins
+import inspect
 import json as _json
-from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
+import os
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -476,6 +479,14 @@ def _includes(conditions: Sequence[Etag], etag: str, *, weak: bool) -> bool:
     return False
 
 
+def etag_header(etags: Sequence[Etag]) -> str:
+    """Parsed etag conditions as an If-Match / If-None-Match value again."""
+    return ", ".join(
+        "*" if e.kind == "wildcard" else (f'W/"{e.value}"' if e.kind == "weak" else f'"{e.value}"')
+        for e in etags
+    )
+
+
 def parse_etag_header(header: str) -> tuple[Etag, ...]:
     """An If-Match / If-None-Match value: `*`, `"a"`, `W/"b"`, comma-separated."""
     etags: list[Etag] = []
@@ -710,6 +721,255 @@ class R2Bucket(Protocol):
         storage_class: str | None = None,
     ) -> R2MultipartUpload: ...
     def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload: ...
+
+
+# -- argument checks, shared by every provider -------------------------------------------------
+# What a Python value could get wrong on its way to the binding is checked the same way
+# everywhere, with workerd's wording; R2's own limits are checked by the R2 service, so
+# only a provider that plays the service (`local`) asks for them (`in_range`, ...).
+
+
+def key_utf8(action: str, key: Any) -> bytes:
+    """A key's UTF-8 bytes. A lone surrogate is refused: JavaScript would store U+FFFD."""
+    if not isinstance(key, str):
+        raise type_error(f"{action}: key must be a string, not {type(key).__name__}")
+    try:
+        return key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise r2_error(action, "InvalidObjectName", "not valid UTF-8") from None
+
+
+def str_key(action: str, key: Any) -> str:
+    """A key as a provider that leaves R2's checks to R2 passes it on: a str with a UTF-8
+    form (only what JavaScript would silently change is refused here)."""
+    key_utf8(action, key)
+    return str(key)
+
+
+def check_key(action: str, key: Any) -> str:
+    """A key R2 accepts: valid UTF-8, not empty, at most 1,024 bytes."""
+    size = len(key_utf8(action, key))
+    if size == 0:
+        raise r2_error(action, "InvalidObjectName", "empty key")
+    if size > MAX_KEY_BYTES:
+        raise r2_error(action, "InvalidObjectName", f"{size} bytes, over {MAX_KEY_BYTES}")
+    return str(key)
+
+
+def check_custom_metadata(action: str, value: Any) -> dict[str, str] | None:
+    """Custom metadata: a dict of str to str with a UTF-8 form (None: none given)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise type_error(
+            f"{action}: custom_metadata must be a dict of strings, not {type(value).__name__}"
+        )
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise type_error(
+                f"{action}: custom_metadata keys and values must be strings "
+                f"(got {type(k).__name__}: {type(v).__name__})"
+            )
+        try:
+            k.encode("utf-8"), v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise type_error(f"{action}: custom_metadata is not valid UTF-8") from None
+    return dict(value)
+
+
+def check_storage_class(action: str, value: Any) -> str | None:
+    """A storage class name, or None (the bucket's default)."""
+    if value is not None and not isinstance(value, str):
+        raise type_error(f"{action}: storage_class must be a string")
+    return value
+
+
+def check_digest(name: str, value: Any) -> bytes | str:
+    """A `put` checksum: bytes, or a hex string, as the binding takes either."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value
+    raise type_error(f"{name} must be bytes or a hex string, not {type(value).__name__}")
+
+
+def range_dict(value: Any) -> dict[str, int] | None:
+    """A `get` range, checked, as `{offset, length}` or `{suffix}` (None: no range)."""
+    if value is None:
+        return None
+    r = R2Range.coerce(value)
+    return {
+        k: v
+        for k, v in (("offset", r.offset), ("length", r.length), ("suffix", r.suffix))
+        if v is not None
+    }
+
+
+def check_part_number(n: Any, *, in_range: bool = True) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise type_error(f"part_number must be an integer, not {type(n).__name__}")
+    if in_range and not 1 <= n <= MAX_PART_NUMBER:
+        raise type_error(
+            f"Part number must be between 1 and {MAX_PART_NUMBER} (inclusive). "
+            f"Actual value was: {n}"
+        )
+    return n
+
+
+def check_list_options(
+    limit: Any,
+    prefix: Any,
+    cursor: Any,
+    delimiter: Any,
+    start_after: Any,
+    include: Any,
+    *,
+    in_range: bool = True,
+) -> tuple[bool, bool]:
+    """The options of `list()`; returns whether to include (http, custom) metadata."""
+    for name, v in (
+        ("prefix", prefix),
+        ("cursor", cursor),
+        ("delimiter", delimiter),
+        ("start_after", start_after),
+    ):
+        if v is not None and not isinstance(v, str):
+            raise type_error(f"list: {name} must be a string, not {type(v).__name__}")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise type_error(f"list: limit must be an integer, not {type(limit).__name__}")
+        if in_range and not 1 <= limit <= MAX_LIST_LIMIT:  # workerd would drop 0, list 1,000
+            raise r2_error("list", "InvalidMaxKeys")
+    return _include_flags(include)
+
+
+def _include_flags(include: Any) -> tuple[bool, bool]:
+    if include is None:
+        return False, False
+    if isinstance(include, str) or not isinstance(include, Sequence):
+        raise type_error("list: include must be a list of strings")
+    http = custom = False
+    for item in include:
+        if item in ("httpMetadata", "http_metadata"):
+            http = True
+        elif item in ("customMetadata", "custom_metadata"):
+            custom = True
+        else:
+            raise range_error(f"Unsupported include value {item}")
+    return http, custom
+
+
+def include_names(http: bool, custom: bool) -> list[str]:
+    """`include` as the binding takes it."""
+    names = []
+    if http:
+        names.append("httpMetadata")
+    if custom:
+        names.append("customMetadata")
+    return names
+
+
+def check_parts(action: str, parts: Sequence[R2UploadedPart]) -> None:
+    """The types of the parts given to `complete()` (R2 checks the numbers' range)."""
+    for p in parts:
+        if isinstance(p.part_number, bool) or not isinstance(p.part_number, int):
+            raise type_error(f"{action}: part numbers must be integers")
+        if not isinstance(p.etag, str):
+            raise type_error(f"{action}: part etags must be strings")
+
+
+def delete_keys(keys: Any, *, at_most: int | None = MAX_DELETE_KEYS) -> list[Any]:
+    """The keys of `delete()` (one str or a list of them) as a list, not yet checked
+    one by one; more than `at_most` is R2's TooManyKeys."""
+    if isinstance(keys, str):
+        return [keys]
+    if isinstance(keys, Sequence) and not isinstance(keys, bytes | bytearray):
+        names = list(keys)
+        if at_most is not None and len(names) > at_most:
+            raise r2_error("delete", "TooManyKeys", f"got {len(names)}")
+        return names
+    raise type_error(
+        f"delete: keys must be a string or a list of strings, not {type(keys).__name__}"
+    )
+
+
+def resumed_upload(backend: MultipartBackend, key: Any, upload_id: Any) -> R2MultipartUpload:
+    """`resume_multipart_upload()`: no lookup, as on Cloudflare (an unknown id fails on
+    first use)."""
+    if not isinstance(key, str):
+        raise type_error("resumeMultipartUpload: key must be a string")
+    if not isinstance(upload_id, str):
+        raise type_error("resumeMultipartUpload: upload_id must be a string")
+    return R2MultipartUpload(key, upload_id, backend)
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def bad_value(action: str, value: Any) -> R2Error:
+    return type_error(
+        f"{action}: value must be bytes, str, a file-like object with .read(), an async "
+        f"iterable of bytes, or None; not {type(value).__name__}"
+    )
+
+
+def body_chunk(action: str, chunk: Any) -> bytes | memoryview:
+    """One chunk of a file or stream value: bytes as they are, other buffers as a flat
+    byte view (no copy)."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, bytearray | memoryview):
+        view = memoryview(chunk)
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    if isinstance(chunk, str):
+        raise type_error(
+            f"{action}: the value yielded str; yield bytes (open files in binary mode)"
+        )
+    raise type_error(f"{action}: the value yielded {type(chunk).__name__}, not bytes")
+
+
+READ_CHUNK = 1 << 20  # bytes asked of a file-like value per read()
+
+
+async def value_chunks(action: str, value: Any) -> AsyncIterator[bytes]:
+    """The bytes of a file-like value (sync or async `read()`) or of an async iterable
+    of bytes, chunk by chunk, each checked; anything else is `bad_value`."""
+    if callable(getattr(value, "read", None)):
+        while True:
+            chunk = value.read(READ_CHUNK)
+            if inspect.isawaitable(chunk):
+                chunk = await chunk
+            data = bytes(body_chunk(action, chunk))
+            if not data:
+                return
+            yield data
+    elif isinstance(value, AsyncIterable):
+        async for chunk in value:
+            yield bytes(body_chunk(action, chunk))
+    else:
+        raise bad_value(action, value)
+
+
+def file_size(f: Any) -> int | None:
+    """Bytes left to read in a file-like object, when cheaply known."""
+    size = getattr(f, "size", None)  # e.g. starlette's UploadFile
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return max(0, st.st_size - f.tell())
+    except (AttributeError, OSError, ValueError, TypeError):
+        pass
+    try:
+        if f.seekable():
+            here = f.tell()
+            end = f.seek(0, os.SEEK_END)
+            f.seek(here)
+            return max(0, end - here)
+    except (AttributeError, OSError, ValueError, TypeError):
+        pass
+    return None
 
 
 __all__ = [

@@ -16,8 +16,11 @@ Scores follow Cloudflare's documented convention for each metric
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .errors import VectorizeError
 
 Metric = Literal["cosine", "euclidean", "dot-product"]
 MetadataIndexType = Literal["string", "number", "boolean"]
@@ -53,6 +56,11 @@ MAX_DELETE_IDS = 100
 INDEX_NAME_PATTERN = r"^[a-z]+[a-z0-9_-]*[a-z0-9]+$"  # the REST API's pattern
 
 
+def _present(**fields: Any) -> dict[str, Any]:
+    """The optional fields that are set (Cloudflare's JSON leaves the others out)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 @dataclass(slots=True)
 class VectorizeVector:
     """One vector: `values` are stored as float32 and read back as Python floats."""
@@ -63,12 +71,8 @@ class VectorizeVector:
     metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "values": list(self.values)}
-        if self.namespace is not None:
-            out["namespace"] = self.namespace
-        if self.metadata is not None:
-            out["metadata"] = self.metadata
-        return out
+        out = {"id": self.id, "values": list(self.values)}
+        return out | _present(namespace=self.namespace, metadata=self.metadata)
 
 
 @dataclass(slots=True)
@@ -80,14 +84,9 @@ class VectorizeMatch:
     metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "score": self.score}
-        if self.values is not None:
-            out["values"] = list(self.values)
-        if self.namespace is not None:
-            out["namespace"] = self.namespace
-        if self.metadata is not None:
-            out["metadata"] = self.metadata
-        return out
+        values = None if self.values is None else list(self.values)
+        out = {"id": self.id, "score": self.score}
+        return out | _present(values=values, namespace=self.namespace, metadata=self.metadata)
 
 
 @dataclass(slots=True)
@@ -164,3 +163,76 @@ class VectorizeMetadataIndex:
 
     def to_dict(self) -> dict[str, Any]:
         return {"propertyName": self.property_name, "indexType": self.index_type}
+
+
+# -- the binding's JSON, shared by the providers that speak it (bridge, workers) ---------------
+
+QUERY_OPTION_NAMES = {
+    "top_k": "topK",
+    "namespace": "namespace",
+    "filter": "filter",
+    "return_values": "returnValues",
+    "return_metadata": "returnMetadata",
+}
+
+
+def keyword_options(
+    top_k: Any, namespace: Any, filter: Any, return_values: Any, return_metadata: Any
+) -> dict[str, Any]:
+    """The query keywords given (not None), under Cloudflare's camelCase names."""
+    return _present(
+        topK=top_k,
+        namespace=namespace,
+        filter=filter,
+        returnValues=return_values,
+        returnMetadata=return_metadata,
+    )
+
+
+def vector_dict(v: VectorizeVector | Mapping[str, Any]) -> dict[str, Any]:
+    """A vector as the binding takes it, values as a list (a numpy array would not go
+    as JSON); what the values are is the index's to check."""
+    if isinstance(v, VectorizeVector):
+        return v.to_dict()
+    if isinstance(v, Mapping):
+        out = dict(v)
+        if "values" in out and not isinstance(out["values"], list | dict):
+            out["values"] = [float(x) for x in out["values"]]  # e.g. a numpy array
+        return out
+    raise VectorizeError(f"a vector is a VectorizeVector or a dict, not {type(v).__name__}")
+
+
+def query_options(options: Mapping[str, Any] | None, *keywords: Any) -> dict[str, Any]:
+    """A query's `options` as given (Cloudflare's names; the index checks them), with the
+    keywords given (top_k, namespace, filter, return_values, return_metadata) over them."""
+    return dict(options or {}) | keyword_options(*keywords)
+
+
+def matches_from_dict(raw: Mapping[str, Any]) -> VectorizeMatches:
+    matches = [
+        VectorizeMatch(
+            m["id"], float(m["score"]), m.get("values"), m.get("namespace"), m.get("metadata")
+        )
+        for m in raw.get("matches") or []
+    ]
+    return VectorizeMatches(int(raw.get("count", len(matches))), matches)
+
+
+def mutation_from_dict(raw: Mapping[str, Any]) -> VectorizeAsyncMutation:
+    return VectorizeAsyncMutation(str(raw.get("mutationId", "")))
+
+
+def vector_from_dict(raw: Mapping[str, Any]) -> VectorizeVector:
+    return VectorizeVector(
+        raw["id"], list(raw.get("values") or []), raw.get("namespace"), raw.get("metadata")
+    )
+
+
+def details_from_dict(raw: Mapping[str, Any]) -> VectorizeIndexDetails:
+    return VectorizeIndexDetails(
+        dimensions=int(raw.get("dimensions") or 0),
+        # "vectorsCount": what a Vectorize V1 index answers
+        vector_count=int(raw.get("vectorCount", raw.get("vectorsCount")) or 0),
+        processed_up_to_datetime=raw.get("processedUpToDatetime"),
+        processed_up_to_mutation=raw.get("processedUpToMutation"),
+    )

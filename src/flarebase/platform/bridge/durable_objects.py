@@ -21,27 +21,28 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..durable_objects import SqlStorageCursor, to_epoch_ms
+from ..durable_objects import (
+    SqlStorageCursor,
+    UnreachableNamespace,
+    list_options,
+    to_epoch_ms,
+)
 from ..errors import DurableObjectError
 from .client import BridgeClient, OpError
 
 
-class BridgeDurableObjectNamespace:
+class BridgeDurableObjectNamespace(UnreachableNamespace):
     """A `[[durable_objects.bindings]]` entry seen through the bridge: its classes are
     Workers' own (or Python classes hosted by the local provider), which the bridge does
     not reach; using it says so. The bridge's own storage is `BridgeObjectStorage`."""
 
     def __init__(self, binding: str, class_name: str) -> None:
-        self.binding = binding
-        self.class_name = class_name
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise DurableObjectError(
-            f"{self.binding} ({self.class_name}): the bridge provider does not reach Durable "
-            "Object classes (Python classes run in the local provider); it exposes the storage "
-            "of its own FlarebaseObject class as BridgeObjectStorage"
+        super().__init__(
+            binding,
+            class_name,
+            "the bridge provider does not reach Durable Object classes (Python classes run "
+            "in the local provider); it exposes the storage of its own FlarebaseObject class "
+            "as BridgeObjectStorage",
         )
 
 
@@ -117,15 +118,8 @@ class BridgeObjectStorage:
         reverse: bool = False,
         limit: int | None = None,
     ) -> dict[str, Any]:
-        options = {
-            "start": start,
-            "startAfter": start_after,
-            "end": end,
-            "prefix": prefix,
-            "reverse": reverse or None,
-            "limit": limit,
-        }
-        entries = await self._one("list", {k: v for k, v in options.items() if v is not None})
+        options = list_options(start, start_after, end, prefix, reverse, limit)
+        entries = await self._one("list", options)
         return {key: value for key, value in entries}
 
     # -- alarms --------------------------------------------------------------------------------

@@ -11,29 +11,33 @@ large values, files and streams travel as raw bodies on /v1/stream.
 
 from __future__ import annotations
 
-import inspect
-import json
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import KVError
 from ..invocation import count
-from ..kv import GET_TYPES, MAX_LIST_LIMIT, KVKey, KVListResult, KVTypeError, KVValueWithMetadata
-from .client import BridgeClient, OpError, StreamBody, is_integer
+from ..kv import (
+    BAD_VALUE,
+    MAX_LIST_LIMIT,
+    UNKNOWN_TYPE,
+    KVListResult,
+    KVTypeError,
+    KVValueWithMetadata,
+    check_cache_ttl,
+    check_expiration,
+    check_get_type,
+    check_list_limit,
+    check_str,
+    list_result,
+    metadata_json,
+    stream_chunks,
+    utf8,
+    value_chunks,
+)
+from .client import BridgeClient, OpError, StreamBody
 
 INLINE_BYTES = 256 * 1024  # larger values go as a raw body, not inside JSON
-_CHUNK = 64 * 1024
-
-_UNKNOWN_TYPE = (
-    'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream". '
-    '("bytes" is accepted as an alias of "arrayBuffer".)'
-)
-_BAD_VALUE = (
-    "KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as "
-    "values. In Python: str, bytes, bytearray, memoryview, a file-like object with read(), "
-    "or an async iterable of bytes."
-)
 
 
 def kv_error(error: OpError) -> KVError:
@@ -44,47 +48,10 @@ def kv_error(error: OpError) -> KVError:
     return KVError(error.message)
 
 
-def _utf8(what: str, text: str) -> bytes:
-    try:
-        return text.encode()
-    except UnicodeEncodeError as e:
-        char = text[e.start] if e.start < len(text) else ""
-        raise KVTypeError(
-            f"{what} cannot be encoded as UTF-8: lone surrogate {char!r} at index {e.start}. "
-            "Cloudflare would silently replace it with U+FFFD."
-        ) from None
-
-
 def _key(key: Any) -> str:
-    if not isinstance(key, str):
-        raise KVTypeError(f"Key name must be a string, not {type(key).__name__}.")
-    _utf8("Key name", key)
-    return key
-
-
-def _check_type(type: Any) -> str:
-    if not isinstance(type, str) or type not in GET_TYPES:
-        raise KVTypeError(_UNKNOWN_TYPE)
-    return "arrayBuffer" if type == "bytes" else type
-
-
-def _cache_ttl(cache_ttl: Any, method: str) -> Any:
-    if cache_ttl is not None and (
-        isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float)
-    ):
-        raise KVTypeError(
-            f"KV {method} failed: 400 Invalid cache_ttl of {cache_ttl}. "
-            "Cache TTL must be at least 30."
-        )
-    return cache_ttl
-
-
-def _whole(value: Any, message: str) -> int:
-    """An integral number (int or integral float) as an int, else the KV message."""
-    if not is_integer(value):
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        raise (KVError if is_number else KVTypeError)(message)
-    return int(value)
+    """A key with a UTF-8 form; KV itself checks the rest, with its own messages."""
+    utf8(key, "Key name")
+    return str(key)
 
 
 class BridgeKV:
@@ -119,8 +86,8 @@ class BridgeKV:
         if not isinstance(key, str) and isinstance(key, list | tuple):
             return await self._get_bulk(list(key), type, cache_ttl, with_metadata)
         key = _key(key)
-        wire_type = _check_type(type)
-        _cache_ttl(cache_ttl, "GET")
+        wire_type = check_get_type(type)
+        check_cache_ttl(cache_ttl, "GET")
         count("kv")
         op = {"op": method, "binding": self.binding, "key": key, "type": wire_type}
         if cache_ttl is not None:
@@ -136,7 +103,7 @@ class BridgeKV:
         head = reply.outcome["ok"] or {}
         data = await reply.read()
         found = bool(head.get("found"))
-        value = (_chunks(data) if type == "stream" else data) if found else None
+        value = (stream_chunks(data) if type == "stream" else data) if found else None
         if not with_metadata:
             return value
         metadata = head.get("metadata") if found else None
@@ -148,8 +115,8 @@ class BridgeKV:
         for key in keys:
             _key(key)
         if not isinstance(type, str):
-            raise KVTypeError(_UNKNOWN_TYPE)
-        _cache_ttl(cache_ttl, "GET_BULK")
+            raise KVTypeError(UNKNOWN_TYPE)
+        check_cache_ttl(cache_ttl, "GET_BULK")
         count("kv")  # a bulk read is one operation
         op = {
             "op": "kv.getWithMetadata" if with_metadata else "kv.get",
@@ -171,30 +138,17 @@ class BridgeKV:
         self, prefix: str | None = None, limit: int = MAX_LIST_LIMIT, cursor: str | None = None
     ) -> KVListResult:
         """Keys in UTF-8 byte order, `limit` (1..1000) per page, from an opaque `cursor`."""
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise KVTypeError(
-                f"KV GET failed: 400 Invalid key_count_limit of {limit}. "
-                "Please specify an integer greater than 0."
-            )
+        # Only the type: the range is the service's to check (and Miniflare's differs).
+        check_list_limit(limit, positive=False)
         op: dict[str, Any] = {"op": "kv.list", "binding": self.binding, "limit": limit}
         if prefix is not None:
-            if not isinstance(prefix, str):
-                raise KVTypeError(f"List prefix must be a string, not {type(prefix).__name__}.")
-            _utf8("List prefix", prefix)
+            utf8(prefix, "List prefix")
             op["prefix"] = prefix
         if cursor is not None:
-            if not isinstance(cursor, str):
-                raise KVTypeError(f"List cursor must be a string, not {type(cursor).__name__}.")
-            op["cursor"] = cursor
+            op["cursor"] = check_str(cursor, "List cursor")
         count("kv")
         raw = await self._client.call(op, kv_error, idempotent=True)
-        keys = [
-            KVKey(k["name"], k.get("expiration"), k.get("metadata")) for k in raw.get("keys", [])
-        ]
-        complete = bool(raw.get("list_complete"))
-        return KVListResult(
-            keys, complete, None if complete else raw.get("cursor"), raw.get("cacheStatus")
-        )
+        return list_result(raw)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -214,27 +168,16 @@ class BridgeKV:
         key = _key(key)
         op: dict[str, Any] = {"op": "kv.put", "binding": self.binding, "key": key}
         if expiration_ttl is not None:
-            op["expirationTtl"] = _whole(
-                expiration_ttl,
-                f"KV PUT failed: 400 Invalid expiration_ttl of {expiration_ttl}. "
-                "Please specify integer greater than 0.",
-            )
+            op["expirationTtl"] = check_expiration(expiration_ttl, "expiration_ttl")
         if expiration is not None:
-            op["expiration"] = _whole(
-                expiration,
-                f"KV PUT failed: 400 Invalid expiration of {expiration}. Please specify integer "
-                "greater than the current number of seconds since the UNIX epoch.",
-            )
+            op["expiration"] = check_expiration(expiration, "expiration")
         if metadata is not None:
-            try:  # plain JSON: bytes are not JSON values
-                json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode()
-            except (TypeError, ValueError) as e:
-                raise KVTypeError(f"KV put() metadata must be serializable as JSON: {e}") from None
+            metadata_json(metadata)
             op["metadata"] = metadata
         inline: str | bytes | None = None
         body: StreamBody | None = None
         if isinstance(value, str):
-            data = _utf8("Value", value)
+            data = utf8(value, "Value")
             if len(data) <= INLINE_BYTES:
                 inline = value
             else:
@@ -248,7 +191,7 @@ class BridgeKV:
         elif hasattr(value, "read") or hasattr(value, "__aiter__"):
             body = await _spool(value)
         else:
-            raise KVTypeError(f"{_BAD_VALUE} Got {value.__class__.__name__}.")
+            raise KVTypeError(f"{BAD_VALUE} Got {value.__class__.__name__}.")
         count("kv")
         if body is None:
             await self._client.call({**op, "value": inline}, kv_error, idempotent=True)
@@ -271,18 +214,13 @@ class BridgeKV:
         await self._client.call(op, kv_error, idempotent=True)
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), _CHUNK):
-        yield data[start : start + _CHUNK]
-
-
 async def _spool(value: Any) -> StreamBody:
     """A file's or a stream's bytes in a temporary file (in memory up to 8 MiB): sent with
     its length, and readable again for a retry."""
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
     length = 0
     try:
-        async for chunk in _value_chunks(value):
+        async for chunk in value_chunks(value):
             spool.write(chunk)
             length += len(chunk)
     except BaseException:
@@ -295,29 +233,3 @@ async def _spool(value: Any) -> StreamBody:
 def _raw(value: bytearray | memoryview) -> bytes:
     view = memoryview(value)
     return bytes(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
-
-
-async def _value_chunks(value: Any) -> AsyncIterator[bytes]:
-    """A file's or a stream's bytes (text files are encoded as UTF-8), checked chunk by chunk."""
-    if hasattr(value, "read"):
-        while True:
-            chunk = value.read(1 << 20)
-            if inspect.isawaitable(chunk):
-                chunk = await chunk
-            if isinstance(chunk, str):
-                chunk = _utf8("Value", chunk)
-            data = _bytes_chunk(chunk)
-            if not data:
-                return
-            yield data
-    else:
-        async for chunk in value:
-            yield _bytes_chunk(chunk)
-
-
-def _bytes_chunk(chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, bytearray | memoryview):
-        return _raw(chunk)
-    raise KVTypeError(f"{_BAD_VALUE} A chunk of the value was {type(chunk).__name__}.")

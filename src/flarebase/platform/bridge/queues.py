@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import QueueError
 from ..invocation import count
-from ..queues import CONTENT_TYPES, MessageSendRequest
+from ..queues import MessageSendRequest, check_body, check_content_type, check_delay_type
 from .client import BridgeClient, OpError, dumps
 
 
@@ -22,16 +22,9 @@ def queue_error(error: OpError) -> QueueError:
 
 
 def _message(body: Any, content_type: Any, delay_seconds: Any) -> dict[str, Any]:
-    if content_type not in CONTENT_TYPES:
-        raise QueueError(
-            f"message content type {content_type} is invalid; if specified, "
-            "must be one of 'text', 'json', 'bytes', or 'v8'"
-        )
-    if content_type == "text" and not isinstance(body, str):
-        raise QueueError(f"content_type 'text' needs a str body, not {type(body).__name__}")
+    """One message for the wire; the Queues service checks sizes and delays."""
+    check_body(body, check_content_type(content_type))
     if content_type == "bytes":
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise QueueError(f"content_type 'bytes' needs a bytes body, not {type(body).__name__}")
         body = bytes(body)
     elif content_type in ("json", "v8"):
         try:
@@ -40,8 +33,7 @@ def _message(body: Any, content_type: Any, delay_seconds: Any) -> dict[str, Any]
             raise QueueError(f"message body cannot be serialized as JSON: {e}") from None
     message: dict[str, Any] = {"body": body, "contentType": content_type}
     if delay_seconds is not None:
-        if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int | float):
-            raise QueueError("delay_seconds must be a number of seconds")
+        check_delay_type(delay_seconds)
         message["delaySeconds"] = delay_seconds
     return message
 

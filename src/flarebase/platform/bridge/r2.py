@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
-import os
 import re
-import stat
 import tempfile
 from collections.abc import AsyncIterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,7 +31,6 @@ from ..r2 import (
     MAX_PART_BYTES,
     MAX_PUT_BYTES,
     Condition,
-    Etag,
     R2Checksums,
     R2HTTPMetadata,
     R2MultipartUpload,
@@ -43,9 +40,24 @@ from ..r2 import (
     R2OperationError,
     R2Range,
     R2UploadedPart,
-    range_error,
-    type_error,
+    bad_value,
+    body_chunk,
+    check_custom_metadata,
+    check_digest,
+    check_list_options,
+    check_part_number,
+    check_parts,
+    check_storage_class,
+    delete_keys,
+    etag_header,
+    file_size,
+    include_names,
+    range_dict,
+    resumed_upload,
+    str_key,
+    value_chunks,
 )
+from ..r2 import r2_error as service_error
 from .client import BridgeClient, OpError, StreamBody
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -87,45 +99,13 @@ def r2_error(error: OpError) -> R2Error:
     return R2Error(error.message, code=error.name or "R2_ERROR")
 
 
-def _check_key(action: str, key: Any) -> str:
-    if not isinstance(key, str):
-        raise type_error(f"{action}: key must be a string, not {type(key).__name__}")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise R2OperationError(
-            f"{action}: The specified object name is not valid. (not valid UTF-8) (10020)",
-            code="InvalidObjectName",
-            action=action,
-            status=400,
-            v4code=10020,
-        ) from None
-    return key
-
-
-def _check_custom(action: str, value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise type_error(
-            f"{action}: custom_metadata must be a dict of strings, not {type(value).__name__}"
-        )
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise type_error(
-                f"{action}: custom_metadata keys and values must be strings "
-                f"(got {type(k).__name__}: {type(v).__name__})"
-            )
-    return dict(value)
-
-
-def _checksum(name: str, value: Any) -> str | bytes:
-    """A checksum for the wire: the binding takes hex strings or ArrayBuffers (bytes)."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, str):
-        return value
-    raise type_error(f"{name} must be bytes or a hex string, not {type(value).__name__}")
+def _metadata(action: str, custom_metadata: Any, storage_class: Any) -> dict[str, Any]:
+    """The customMetadata and storageClass of a put or an upload, those given."""
+    options = {
+        "customMetadata": check_custom_metadata(action, custom_metadata),
+        "storageClass": check_storage_class(action, storage_class),
+    }
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _ms(when: datetime) -> int:
@@ -155,15 +135,6 @@ def _conditional(value: Any) -> dict[str, Any] | None:
             out["uploadedAfter"] = _ms(cond.uploaded_after)
         return out
     headers: dict[str, str] = {}
-
-    def etag_header(etags: tuple[Etag, ...]) -> str:
-        return ", ".join(
-            "*"
-            if e.kind == "wildcard"
-            else (f'W/"{e.value}"' if e.kind == "weak" else f'"{e.value}"')
-            for e in etags
-        )
-
     if cond.etag_matches is not None:
         headers["if-match"] = etag_header(cond.etag_matches)
     if cond.etag_does_not_match is not None:
@@ -177,17 +148,6 @@ def _conditional(value: Any) -> dict[str, Any] | None:
             cond.uploaded_after.astimezone(UTC), usegmt=True
         )
     return {"headers": headers}
-
-
-def _range(value: Any) -> dict[str, int] | None:
-    if value is None:
-        return None
-    r = R2Range.coerce(value)
-    return {
-        k: v
-        for k, v in (("offset", r.offset), ("length", r.length), ("suffix", r.suffix))
-        if v is not None
-    }
 
 
 def _object(raw: dict[str, Any], *, http: bool = True, custom: bool = True) -> R2Object:
@@ -288,18 +248,18 @@ class BridgeR2:
     # -- reads -------------------------------------------------------------------------------
 
     async def head(self, key: str) -> R2Object | None:
-        _check_key("head", key)
+        str_key("head", key)
         raw = await self._call({"op": "r2.head", "key": key}, True)
         return None if raw is None else _object(raw)
 
     async def get(
         self, key: str, only_if: Any = None, range: Any = None
     ) -> R2ObjectBody | R2Object | None:
-        _check_key("get", key)
+        str_key("get", key)
         op: dict[str, Any] = {"op": "r2.get", "binding": self.binding, "key": key}
         if (cond := _conditional(only_if)) is not None:
             op["onlyIf"] = cond
-        if (span := _range(range)) is not None:
+        if (span := range_dict(range)) is not None:
             op["range"] = span
         count("r2")
         reply = await self._client.stream(op, idempotent=True, keep_body=True)
@@ -327,36 +287,19 @@ class BridgeR2:
         start_after: str | None = None,
         include: Sequence[str] | None = None,
     ) -> R2Objects:
-        op: dict[str, Any] = {"op": "r2.list"}
-        for name, wire, v in (
-            ("prefix", "prefix", prefix),
-            ("cursor", "cursor", cursor),
-            ("delimiter", "delimiter", delimiter),
-            ("start_after", "startAfter", start_after),
-        ):
-            if v is not None:
-                if not isinstance(v, str):
-                    raise type_error(f"list: {name} must be a string, not {type(v).__name__}")
-                op[wire] = v
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise type_error(f"list: limit must be an integer, not {type(limit).__name__}")
-            op["limit"] = limit
-        with_http = with_custom = False
-        if include is not None:
-            if isinstance(include, str) or not isinstance(include, Sequence):
-                raise type_error("list: include must be a list of strings")
-            wire_include = []
-            for item in include:
-                if item in ("httpMetadata", "http_metadata"):
-                    with_http = True
-                    wire_include.append("httpMetadata")
-                elif item in ("customMetadata", "custom_metadata"):
-                    with_custom = True
-                    wire_include.append("customMetadata")
-                else:
-                    raise range_error(f"Unsupported include value {item}")
-            op["include"] = wire_include
+        # The limit's range is R2's to check.
+        with_http, with_custom = check_list_options(
+            limit, prefix, cursor, delimiter, start_after, include, in_range=False
+        )
+        options = {
+            "prefix": prefix,
+            "cursor": cursor,
+            "delimiter": delimiter,
+            "startAfter": start_after,
+            "limit": limit,
+            "include": None if include is None else include_names(with_http, with_custom),
+        }
+        op = {"op": "r2.list"} | {k: v for k, v in options.items() if v is not None}
         raw = await self._call(op, True)
         return R2Objects(
             objects=[_object(o, http=with_http, custom=with_custom) for o in raw["objects"]],
@@ -382,23 +325,17 @@ class BridgeR2:
         storage_class: str | None = None,
     ) -> R2Object | None:
         action = "put"
-        _check_key(action, key)
+        str_key(action, key)
         op: dict[str, Any] = {"op": "r2.put", "binding": self.binding, "key": key}
         given = {"md5": md5, "sha1": sha1, "sha256": sha256, "sha384": sha384, "sha512": sha512}
         for name in _CHECKSUMS:
             if given[name] is not None:
-                op[name] = _checksum(name, given[name])
+                op[name] = check_digest(name, given[name])
         if (cond := _conditional(only_if)) is not None:
             op["onlyIf"] = cond
         http = R2HTTPMetadata.coerce(http_metadata)
         op["httpMetadata"] = http.to_json()
-        custom = _check_custom(action, custom_metadata)
-        if custom is not None:
-            op["customMetadata"] = custom
-        if storage_class is not None:
-            if not isinstance(storage_class, str):
-                raise type_error(f"{action}: storage_class must be a string")
-            op["storageClass"] = storage_class
+        op |= _metadata(action, custom_metadata, storage_class)
         body = await _body(action, value, MAX_PUT_BYTES)
         op["length"] = body.length
         count("r2")
@@ -414,16 +351,10 @@ class BridgeR2:
         return None if raw is None else _object(raw)
 
     async def delete(self, keys: str | Sequence[str]) -> None:
-        if isinstance(keys, str):
-            names: str | builtins.list[str] = keys
-            _check_key("delete", keys)
-        elif isinstance(keys, Sequence) and not isinstance(keys, bytes | bytearray):
-            names = [_check_key("delete", k) for k in keys]
-        else:
-            raise type_error(
-                f"delete: keys must be a string or a list of strings, not {type(keys).__name__}"
-            )
-        await self._call({"op": "r2.delete", "keys": names}, True)
+        # How many keys one call may delete is R2's to check.
+        names = [str_key("delete", k) for k in delete_keys(keys, at_most=None)]
+        wire = names[0] if isinstance(keys, str) else names
+        await self._call({"op": "r2.delete", "keys": wire}, True)
 
     # -- multipart ---------------------------------------------------------------------------
 
@@ -435,34 +366,23 @@ class BridgeR2:
         storage_class: str | None = None,
     ) -> R2MultipartUpload:
         action = "createMultipartUpload"
-        _check_key(action, key)
+        str_key(action, key)
         op: dict[str, Any] = {"op": "r2.createMultipartUpload", "key": key}
         op["httpMetadata"] = R2HTTPMetadata.coerce(http_metadata).to_json()
-        custom = _check_custom(action, custom_metadata)
-        if custom is not None:
-            op["customMetadata"] = custom
-        if storage_class is not None:
-            if not isinstance(storage_class, str):
-                raise type_error(f"{action}: storage_class must be a string")
-            op["storageClass"] = storage_class
+        op |= _metadata(action, custom_metadata, storage_class)
         raw = await self._call(op, False)
         return R2MultipartUpload(raw["key"], raw["uploadId"], self)
 
     def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload:
         """No lookup, as on Cloudflare: an unknown id fails on first use."""
-        if not isinstance(key, str):
-            raise type_error("resumeMultipartUpload: key must be a string")
-        if not isinstance(upload_id, str):
-            raise type_error("resumeMultipartUpload: upload_id must be a string")
-        return R2MultipartUpload(key, upload_id, self)
+        return resumed_upload(self, key, upload_id)
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, value: Any
     ) -> R2UploadedPart:
         action = "uploadPart"
-        if isinstance(part_number, bool) or not isinstance(part_number, int):
-            raise type_error(f"part_number must be an integer, not {type(part_number).__name__}")
-        _check_key(action, key)
+        check_part_number(part_number, in_range=False)  # R2 checks the range
+        str_key(action, key)
         body = await _body(action, value, MAX_PART_BYTES)
         op = {
             "op": "r2.uploadPart",
@@ -485,12 +405,8 @@ class BridgeR2:
     async def _complete_multipart(
         self, key: str, upload_id: str, parts: builtins.list[R2UploadedPart]
     ) -> R2Object:
-        for p in parts:
-            if isinstance(p.part_number, bool) or not isinstance(p.part_number, int):
-                raise type_error("completeMultipartUpload: part numbers must be integers")
-            if not isinstance(p.etag, str):
-                raise type_error("completeMultipartUpload: part etags must be strings")
-        _check_key("completeMultipartUpload", key)
+        check_parts("completeMultipartUpload", parts)
+        str_key("completeMultipartUpload", key)
         op = {
             "op": "r2.completeMultipartUpload",
             "key": key,
@@ -500,7 +416,7 @@ class BridgeR2:
         return _object(await self._call(op, False))
 
     async def _abort_multipart(self, key: str, upload_id: str) -> None:
-        _check_key("abortMultipartUpload", key)
+        str_key("abortMultipartUpload", key)
         op = {"op": "r2.abortMultipartUpload", "key": key, "uploadId": upload_id}
         await self._call(op, True)
 
@@ -518,65 +434,29 @@ async def _body(action: str, value: Any, limit: int) -> StreamBody:
         data = value.encode("utf-8")
         return _checked(action, StreamBody(data, len(data)), limit)
     if isinstance(value, bytes | bytearray | memoryview):
-        view = memoryview(value)
-        data = bytes(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
+        data = _chunk(action, value)
         return _checked(action, StreamBody(data, len(data)), limit)
     read = getattr(value, "read", None)
     if callable(read):
-        size = _file_size(value)
+        size = file_size(value)
         if size is not None:
             _checked(action, StreamBody(b"", size), limit)
             if not inspect.iscoroutinefunction(read):
                 return _Borrowed(_SyncChunks(action, value), size)
-            return StreamBody(_read_chunks(action, value), size)
-        return await _spool(action, _read_chunks(action, value), limit)
+            return StreamBody(value_chunks(action, value), size)
+        return await _spool(action, value_chunks(action, value), limit)
     if isinstance(value, AsyncIterable):
         size = len(value) if hasattr(value, "__len__") else None  # type: ignore[arg-type]
         if size is not None:
-            return _checked(action, StreamBody(_iter_chunks(action, value), size), limit)
-        return await _spool(action, _iter_chunks(action, value), limit)
-    raise type_error(
-        f"{action}: value must be bytes, str, a file-like object with .read(), an async "
-        f"iterable of bytes, or None; not {type(value).__name__}"
-    )
+            return _checked(action, StreamBody(value_chunks(action, value), size), limit)
+        return await _spool(action, value_chunks(action, value), limit)
+    raise bad_value(action, value)
 
 
 def _checked(action: str, body: StreamBody, limit: int) -> StreamBody:
     if body.length is not None and body.length > limit:
-        raise _entity_too_large(action)
+        raise service_error(action, "EntityTooLarge")
     return body
-
-
-def _entity_too_large(action: str) -> R2OperationError:
-    return R2OperationError(
-        f"{action}: Your proposed upload exceeds the maximum allowed object size. (100100)",
-        code="EntityTooLarge",
-        action=action,
-        status=400,
-        v4code=100100,
-    )
-
-
-def _file_size(f: Any) -> int | None:
-    """Bytes left to read in a file-like object, when cheaply known."""
-    size = getattr(f, "size", None)  # e.g. starlette's UploadFile
-    if isinstance(size, int) and not isinstance(size, bool):
-        return size
-    try:
-        st = os.fstat(f.fileno())
-        if stat.S_ISREG(st.st_mode):
-            return max(0, st.st_size - f.tell())
-    except (AttributeError, OSError, ValueError, TypeError):
-        pass
-    try:
-        if f.seekable():
-            here = f.tell()
-            end = f.seek(0, os.SEEK_END)
-            f.seek(here)
-            return max(0, end - here)
-    except (AttributeError, OSError, ValueError, TypeError):
-        pass
-    return None
 
 
 class _SyncChunks:
@@ -606,22 +486,6 @@ class _Borrowed(StreamBody):
     """A caller's file: read, never closed by us."""
 
 
-async def _read_chunks(action: str, f: Any) -> Any:
-    while True:
-        chunk = f.read(1 << 20)
-        if inspect.isawaitable(chunk):
-            chunk = await chunk
-        data = _chunk(action, chunk)
-        if not data:
-            return
-        yield data
-
-
-async def _iter_chunks(action: str, value: AsyncIterable[Any]) -> Any:
-    async for chunk in value:
-        yield _chunk(action, chunk)
-
-
 async def _spool(action: str, chunks: Any, limit: int) -> StreamBody:
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
     length = 0
@@ -629,7 +493,7 @@ async def _spool(action: str, chunks: Any, limit: int) -> StreamBody:
         async for data in chunks:
             length += len(data)
             if length > limit:
-                raise _entity_too_large(action)
+                raise service_error(action, "EntityTooLarge")
             spool.write(data)
     except BaseException:
         spool.close()
@@ -639,13 +503,4 @@ async def _spool(action: str, chunks: Any, limit: int) -> StreamBody:
 
 
 def _chunk(action: str, chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, bytearray | memoryview):
-        view = memoryview(chunk)
-        return bytes(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
-    if isinstance(chunk, str):
-        raise type_error(
-            f"{action}: the value yielded str; yield bytes (open files in binary mode)"
-        )
-    raise type_error(f"{action}: the value yielded {type(chunk).__name__}, not bytes")
+    return bytes(body_chunk(action, chunk))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import invocation
-from ..d1 import D1ExecResult, D1Meta, D1Result, split_statements
+from ..d1 import D1ExecResult, D1Meta, D1Result
 from ..errors import D1Error
 from ..limits import D1_MAX_DATABASE_BYTES, D1_QUERY_SECONDS, D1_SQLITE_LIMITS
 
@@ -158,6 +158,41 @@ def _bindable(value: Any) -> Any:
     return value
 
 
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+NO_STATEMENT = "SQL code did not contain a statement."
+
+
+def exec_lines(query: str) -> list[tuple[int, str]]:
+    """The non-blank lines of an `exec` query, numbered from 1 (D1 runs each line)."""
+    lines = [(n, line) for n, line in enumerate(query.strip().split("\n"), 1) if line.strip()]
+    if not lines:
+        raise exec_error(1, "", "No SQL statements detected.")
+    return lines
+
+
+def line_statements(line: str) -> list[str]:
+    """The statements of one line; an empty one (`;;`, a comment alone) is an error,
+    as in D1. An unfinished statement is returned: SQLite says "incomplete input"."""
+    statements, pending = [], ""
+    pieces = line.split(";")
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        pending += piece if last else piece + ";"
+        if not (last or sqlite3.complete_statement(pending)):
+            continue
+        if _COMMENT.sub("", pending).strip(" \t\r;"):
+            statements.append(pending)
+        elif not last or pending.strip():
+            raise D1Error(NO_STATEMENT)
+        pending = ""
+    return statements
+
+
+def exec_error(number: int, line: str, message: str) -> D1Error:
+    where = f"Error in line {number}: {line[:200]}"
+    return D1Error(f"D1_EXEC_ERROR: {where}: {message}", code="D1_EXEC_ERROR")
+
+
 class LocalD1:
     """The `D1Database` binding on a local SQLite file."""
 
@@ -217,25 +252,34 @@ class LocalD1:
         return results
 
     async def exec(self, query: str) -> D1ExecResult:
-        """Run one or more statements without bindings (D1's `exec`)."""
+        """Run queries without bindings, a line at a time, as D1's `exec` does: a
+        statement cannot span lines. All lines run, or none (as Miniflare's D1)."""
         start = time.perf_counter()
-        statements = split_statements(query)
-        invocation.count("d1", len(statements))
-        for line, sql in enumerate(statements, 1):
-            self._guard.arm()
+        lines = exec_lines(query)
+        invocation.count("d1", len(lines))
+        self._guard.arm()
+        self._internal(f"BEGIN IMMEDIATE {self._guard.tag}")
+        try:
+            for number, line in lines:
+                try:
+                    for sql in line_statements(line):
+                        if is_transaction(sql):
+                            raise transaction_error()
+                        self._conn.execute(sql)
+                except (sqlite3.Error, OverflowError, D1Error) as e:
+                    err = e if isinstance(e, D1Error) else to_d1_error(e, self._guard)
+                    message = str(err).removeprefix("D1_ERROR: ")
+                    raise exec_error(number, line, message) from None
             try:
-                if is_transaction(sql):
-                    raise transaction_error()
-                self._conn.execute(sql)
-            except (sqlite3.Error, OverflowError, D1Error) as e:
-                err = e if isinstance(e, D1Error) else to_d1_error(e, self._guard)
-                message = str(err).removeprefix("D1_ERROR: ")
-                raise D1Error(
-                    f"D1_EXEC_ERROR: Error in line {line}: {sql[:200]}: {message}",
-                    code="D1_EXEC_ERROR",
-                ) from None
+                self._internal(f"COMMIT {self._guard.tag}")
+            except sqlite3.Error as e:
+                raise exec_error(lines[-1][0], lines[-1][1], str(e)) from None
+        except BaseException:
+            if self._conn.in_transaction:
+                self._internal(f"ROLLBACK {self._guard.tag}")
+            raise
         self._size = self._current_size()
-        return D1ExecResult(count=len(statements), duration=_ms_since(start))
+        return D1ExecResult(count=len(lines), duration=_ms_since(start))
 
     async def dump(self) -> bytes:
         """The database as an SQLite file image (D1's deprecated `dump()`)."""

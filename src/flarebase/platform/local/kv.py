@@ -26,32 +26,45 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import inspect
 import json
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import KVError
 from ..invocation import count
 from ..kv import (
-    BULK_GET_TYPES,
+    BAD_VALUE,
     MAX_BULK_GET_BYTES,
     MAX_BULK_GET_KEYS,
     MAX_KEY_BYTES,
     MAX_LIST_LIMIT,
     MAX_METADATA_BYTES,
     MAX_VALUE_BYTES,
-    MIN_CACHE_TTL,
     MIN_EXPIRATION_TTL,
+    UNKNOWN_TYPE,
     WRITES_PER_KEY_INTERVAL,
     KVKey,
     KVListResult,
     KVTypeError,
     KVValueWithMetadata,
+    check_bulk_get_type,
+    check_cache_ttl,
+    check_expiration,
+    check_get_type,
+    check_key,
+    check_list_limit,
+    check_str,
+    expiration_message,
+    key_too_long,
+    metadata_json,
+    read_value,
+    stream_chunks,
+    too_large,
+    utf8,
 )
 
 _SCHEMA = """
@@ -90,117 +103,42 @@ _ABOVE = b"\xff"
 _MANY = (list, tuple)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
-_READ_CHUNK = 1 << 20
-_STREAM_CHUNK = 64 * 1024
-
-# workerd's TypeErrors (src/workerd/api/kv.c++).
-_UNKNOWN_TYPE = (
-    'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream". '
-    '("bytes" is accepted as an alias of "arrayBuffer".)'
-)
-_BAD_VALUE = (
-    "KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as "
-    "values. In Python: str, bytes, bytearray, memoryview, a file-like object with read(), "
-    "or an async iterable of bytes."
-)
 _TOO_MANY_WRITES = "KV PUT failed: 429 Too Many Requests"
-
-
-def _key_bytes(key: Any, method: str) -> bytes:
-    """Validate a key name as workerd does and return its UTF-8 bytes."""
-    if not isinstance(key, str):
-        raise KVTypeError(f"Key name must be a string, not {type(key).__name__}.")
-    if len(key) <= 2:
-        if key == "":
-            raise KVTypeError("Key name cannot be empty.")
-        if key == "." or key == "..":
-            raise KVTypeError(f'"{key}" is not allowed as a key name.')
-    try:
-        data = key.encode()
-    except UnicodeEncodeError as e:
-        raise KVTypeError(_not_utf8("Key name", key, e)) from None
-    if len(data) > MAX_KEY_BYTES:
-        raise KVError(
-            f"KV {method} failed: 414 UTF-8 encoded length of {len(data)} exceeds key length "
-            f"limit of {MAX_KEY_BYTES}."
-        )
-    return data
 
 
 def _bulk_key_bytes(key: Any) -> bytes:
     """Bulk reads are validated by the KV service (Miniflare's wording), not by workerd."""
-    if not isinstance(key, str):
-        raise KVTypeError(f"Key name must be a string, not {type(key).__name__}.")
-    if key == "":
+    data = utf8(key, "Key name")
+    if not data:
         raise KVError("KV GET_BULK failed: 400 Key names must not be empty")
     if key == "." or key == "..":
         raise KVError(
             f'KV GET_BULK failed: 400 Illegal key name "{key}". Please use a different name.'
         )
-    try:
-        data = key.encode()
-    except UnicodeEncodeError as e:
-        raise KVTypeError(_not_utf8("Key name", key, e)) from None
     if len(data) > MAX_KEY_BYTES:
-        raise KVError(
-            f"KV GET_BULK failed: 414 UTF-8 encoded length of {len(data)} exceeds key length "
-            f"limit of {MAX_KEY_BYTES}."
-        )
+        raise key_too_long(len(data), "GET_BULK")
     return data
-
-
-def _not_utf8(what: str, text: str, e: UnicodeEncodeError) -> str:
-    char = text[e.start] if e.start < len(text) else ""
-    return (
-        f"{what} cannot be encoded as UTF-8: lone surrogate {char!r} at index {e.start}. "
-        "Cloudflare would silently replace it with U+FFFD."
-    )
-
-
-def _integer(value: Any) -> int | None:
-    """An int, or a float with an integral value; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _invalid(value: Any, message: str) -> KVError:
-    """A non-number gets a KVTypeError, a number out of range a KVError; same message."""
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    return (KVError if is_number else KVTypeError)(message)
 
 
 def _expiration(now: float, expiration: Any, expiration_ttl: Any) -> int:
     """Seconds since the epoch at which the key expires (Miniflare's checks and messages)."""
     seconds = math.floor(now)
-    bad_expiration = (
-        f"KV PUT failed: 400 Invalid expiration of {expiration}. Please specify integer "
-        "greater than the current number of seconds since the UNIX epoch."
-    )
     if expiration_ttl is not None:
-        ttl = _integer(expiration_ttl)
-        if ttl is None or ttl <= 0:
-            raise _invalid(
-                expiration_ttl,
-                f"KV PUT failed: 400 Invalid expiration_ttl of {expiration_ttl}. "
-                "Please specify integer greater than 0.",
-            )
+        ttl = check_expiration(expiration_ttl, "expiration_ttl")
+        if ttl <= 0:
+            raise KVError(expiration_message("expiration_ttl", expiration_ttl))
         if ttl < MIN_EXPIRATION_TTL:
             raise KVError(
                 f"KV PUT failed: 400 Invalid expiration_ttl of {expiration_ttl}. "
                 f"Expiration TTL must be at least {MIN_EXPIRATION_TTL}."
             )
-        if expiration is not None and _integer(expiration) is None:
-            raise _invalid(expiration, bad_expiration)
+        if expiration is not None:
+            check_expiration(expiration, "expiration")
         # Cloudflare: "If both are set, expiration_ttl is used and expiration is ignored."
         return seconds + ttl
-    at = _integer(expiration)
-    if at is None or at <= seconds:
-        raise _invalid(expiration, bad_expiration)
+    at = check_expiration(expiration, "expiration")
+    if at <= seconds:
+        raise KVError(expiration_message("expiration", expiration))
     if at < seconds + MIN_EXPIRATION_TTL:
         raise KVError(
             f"KV PUT failed: 400 Invalid expiration of {expiration}. Expiration times must be at "
@@ -210,88 +148,13 @@ def _expiration(now: float, expiration: Any, expiration_ttl: Any) -> int:
 
 
 def _metadata_json(metadata: Any) -> str:
-    try:
-        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        size = len(text.encode())
-    except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
-        raise KVTypeError(f"KV put() metadata must be serializable as JSON: {e}") from None
+    text = metadata_json(metadata)
+    size = len(text.encode())
     if size > MAX_METADATA_BYTES:
         raise KVError(
             f"KV PUT failed: 413 Metadata length of {size} exceeds limit of {MAX_METADATA_BYTES}."
         )
     return text
-
-
-def _check_cache_ttl(cache_ttl: Any, method: str) -> None:
-    # Validated, then ignored: there is one "edge location", this process.
-    if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float):
-        raise KVTypeError(
-            f"KV {method} failed: 400 Invalid cache_ttl of {cache_ttl}. "
-            f"Cache TTL must be at least {MIN_CACHE_TTL}."
-        )
-    if not cache_ttl >= MIN_CACHE_TTL:  # also catches NaN
-        raise KVError(
-            f"KV {method} failed: 400 Invalid cache_ttl of {cache_ttl}. "
-            f"Cache TTL must be at least {MIN_CACHE_TTL}."
-        )
-
-
-def _too_large(length: int) -> KVError:
-    return KVError(
-        f"KV PUT failed: 413 Value length of {length} exceeds limit of {MAX_VALUE_BYTES}."
-    )
-
-
-def _chunk_bytes(chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, bytearray | memoryview):
-        return bytes(chunk)
-    raise KVTypeError(f"{_BAD_VALUE} A chunk of the value was {type(chunk).__name__}.")
-
-
-async def _read_file(file: Any) -> bytes:
-    """Read a file-like value to the end, counting its full length like Miniflare."""
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        chunk = file.read(_READ_CHUNK)
-        if inspect.isawaitable(chunk):
-            chunk = await chunk
-        chunk = _value_from_str(chunk) if isinstance(chunk, str) else _chunk_bytes(chunk)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total <= MAX_VALUE_BYTES:
-            parts.append(chunk)
-    if total > MAX_VALUE_BYTES:
-        raise _too_large(total)
-    return b"".join(parts)
-
-
-async def _read_stream(stream: Any) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in stream:
-        data = _chunk_bytes(chunk)
-        total += len(data)
-        if total <= MAX_VALUE_BYTES:
-            parts.append(data)
-    if total > MAX_VALUE_BYTES:
-        raise _too_large(total)
-    return b"".join(parts)
-
-
-def _value_from_str(value: str) -> bytes:
-    try:
-        return value.encode()
-    except UnicodeEncodeError as e:
-        raise KVTypeError(_not_utf8("Value", value, e)) from None
-
-
-async def _stream(value: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(value), _STREAM_CHUNK):
-        yield value[start : start + _STREAM_CHUNK]
 
 
 def _not_json(key: str, e: ValueError) -> KVError:
@@ -313,13 +176,8 @@ def _decode(key: str, value: bytes, type: str) -> Any:
     if type == "arrayBuffer" or type == "bytes":
         return value
     if type == "stream":
-        return _stream(value)
-    raise KVTypeError(_UNKNOWN_TYPE)
-
-
-def _check_type(type: Any) -> None:
-    if type not in ("text", "json", "arrayBuffer", "bytes", "stream"):
-        raise KVTypeError(_UNKNOWN_TYPE)
+        return stream_chunks(value)
+    raise KVTypeError(UNKNOWN_TYPE)
 
 
 def _encode_cursor(key: bytes) -> str:
@@ -408,11 +266,11 @@ class LocalKV:
         """
         if key.__class__ is not str and isinstance(key, _MANY):
             return await self._get_bulk(key, type, cache_ttl, False)
-        data = _key_bytes(key, "GET")
+        data = check_key(key, "GET")
         if type != "text":
-            _check_type(type)
-        if cache_ttl is not None:
-            _check_cache_ttl(cache_ttl, "GET")
+            check_get_type(type)
+        # Checked, then ignored: there is one "edge location", this process.
+        check_cache_ttl(cache_ttl, "GET", enforce_minimum=True)
         count("kv")
         row = self._execute(_GET, (data,)).fetchone()
         if row is None:
@@ -430,10 +288,9 @@ class LocalKV:
         """`KVValueWithMetadata` (value and metadata None if missing); for a list, a dict."""
         if key.__class__ is not str and isinstance(key, _MANY):
             return await self._get_bulk(key, type, cache_ttl, True)
-        data = _key_bytes(key, "GET")
-        _check_type(type)
-        if cache_ttl is not None:
-            _check_cache_ttl(cache_ttl, "GET")
+        data = check_key(key, "GET")
+        check_get_type(type)
+        check_cache_ttl(cache_ttl, "GET", enforce_minimum=True)
         count("kv")
         row = self._execute(_GET_META, (data,)).fetchone()
         if row is None:
@@ -449,12 +306,7 @@ class LocalKV:
     async def _get_bulk(
         self, keys: Sequence[Any], type: str, cache_ttl: Any, with_metadata: bool
     ) -> dict[str, Any]:
-        if type not in BULK_GET_TYPES:
-            if isinstance(type, str) and type in ("arrayBuffer", "bytes", "stream"):
-                raise KVError(
-                    f'KV GET_BULK failed: 400 "{type}" is not a valid type. Use "json" or "text"'
-                )
-            raise KVTypeError(_UNKNOWN_TYPE)
+        check_bulk_get_type(type)
         if len(keys) > MAX_BULK_GET_KEYS:
             raise KVError(
                 f"KV GET_BULK failed: 400 You can request a maximum of {MAX_BULK_GET_KEYS} keys"
@@ -462,8 +314,7 @@ class LocalKV:
         if not keys:
             raise KVError("KV GET_BULK failed: 400 You must request a minimum of 1 key")
         encoded = [_bulk_key_bytes(key) for key in keys]
-        if cache_ttl is not None:
-            _check_cache_ttl(cache_ttl, "GET_BULK")
+        check_cache_ttl(cache_ttl, "GET_BULK", enforce_minimum=True)
         count("kv")  # a bulk read is one operation
         unique = list(dict.fromkeys(encoded))
         sql = self._bulk_sql.get((len(unique), with_metadata))
@@ -514,18 +365,7 @@ class LocalKV:
 
         Pass the same `prefix` with every page.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise KVTypeError(
-                f"KV GET failed: 400 Invalid key_count_limit of {limit}. "
-                "Please specify an integer greater than 0."
-            )
-        if limit < 1:
-            # workerd drops a limit <= 0 and lists 1,000 keys; Cloudflare documents 1 to
-            # 1,000, so flarebase refuses it with Miniflare's message.
-            raise KVError(
-                f"KV GET failed: 400 Invalid key_count_limit of {limit}. "
-                "Please specify an integer greater than 0."
-            )
+        check_list_limit(limit)
         if limit > MAX_LIST_LIMIT:
             raise KVError(  # sic: Miniflare's wording, though 1,000 itself is allowed
                 f"KV GET failed: 400 Invalid key_count_limit of {limit}. "
@@ -534,23 +374,13 @@ class LocalKV:
         if prefix is None or prefix == "":
             low, high = b"", _ABOVE
         else:
-            if not isinstance(prefix, str):
-                raise KVTypeError(f"List prefix must be a string, not {type(prefix).__name__}.")
-            try:
-                low = prefix.encode()
-            except UnicodeEncodeError as e:
-                raise KVTypeError(_not_utf8("List prefix", prefix, e)) from None
+            low = utf8(prefix, "List prefix")
             if len(low) > MAX_KEY_BYTES:
-                raise KVError(
-                    f"KV GET failed: 414 UTF-8 encoded length of {len(low)} exceeds key length "
-                    f"limit of {MAX_KEY_BYTES}."
-                )
+                raise key_too_long(len(low), "GET")
             high = low + _ABOVE
         sql = _LIST_FROM
         if cursor is not None and cursor != "":
-            if not isinstance(cursor, str):
-                raise KVTypeError(f"List cursor must be a string, not {type(cursor).__name__}.")
-            after = _decode_cursor(cursor)
+            after = _decode_cursor(check_str(cursor, "List cursor"))
             if after >= low:
                 low, sql = after, _LIST_AFTER
         count("kv")
@@ -582,29 +412,25 @@ class LocalKV:
         now (at least 60; it wins if both are given). `metadata` is any JSON value,
         at most 1,024 bytes serialized.
         """
-        name = _key_bytes(key, "PUT")
+        name = check_key(key, "PUT")
         cls = value.__class__
-        if cls is str:
-            data = _value_from_str(value)
-        elif cls is bytes:
+        if cls is bytes:
             data = value
+        elif isinstance(value, str):
+            data = utf8(value, "Value")
         elif isinstance(value, _BYTES_LIKE):
             data = bytes(value)
-        elif isinstance(value, str):
-            data = _value_from_str(value)
-        elif hasattr(value, "read"):
-            data = await _read_file(value)
-        elif hasattr(value, "__aiter__"):
-            data = await _read_stream(value)
+        elif hasattr(value, "read") or hasattr(value, "__aiter__"):
+            data = await read_value(value)
         else:
-            raise KVTypeError(f"{_BAD_VALUE} Got {cls.__name__}.")
+            raise KVTypeError(f"{BAD_VALUE} Got {cls.__name__}.")
         if expiration is None and expiration_ttl is None:
             at = None
         else:
             at = _expiration(self.clock(), expiration, expiration_ttl)
         meta = None if metadata is None else _metadata_json(metadata)
         if len(data) > MAX_VALUE_BYTES:
-            raise _too_large(len(data))
+            raise too_large(len(data))
         now = time.monotonic()
         last = self._last_write.get(key)
         if last is not None and now - last < WRITES_PER_KEY_INTERVAL:
@@ -622,7 +448,7 @@ class LocalKV:
 
     async def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""
-        name = _key_bytes(key, "DELETE")
+        name = check_key(key, "DELETE")
         count("kv")
         self._execute(_DELETE, (name,))
 

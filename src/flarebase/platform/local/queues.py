@@ -57,6 +57,7 @@ from ..queues import (
     MessageBatch,
     MessageSendRequest,
     PulledMessage,
+    batch_requests,
     check_batch,
     check_delay,
     check_message_size,
@@ -344,8 +345,7 @@ class LocalQueue:
         delay_seconds: int | None = None,
     ) -> None:
         """Send up to 100 messages (256 KB in all) atomically."""
-        requests = [MessageSendRequest.of(m) for m in messages]
-        default = self._default_delay if delay_seconds is None else check_delay(delay_seconds)
+        requests, default = batch_requests(messages, delay_seconds, self._default_delay)
         rows = _rows(self.name, requests, default) if requests else []
         check_batch([len(row[4]) + MESSAGE_OVERHEAD_BYTES for row in rows])
         invocation.count("queues")

@@ -35,7 +35,6 @@ import json
 import os
 import secrets
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
@@ -50,12 +49,9 @@ from ..invocation import count
 from ..r2 import (
     LIST_LIMIT_WITH_INCLUDE,
     MAX_CUSTOM_METADATA_BYTES,
-    MAX_DELETE_KEYS,
-    MAX_KEY_BYTES,
     MAX_LIST_LIMIT,
     MAX_OBJECT_BYTES,
     MAX_PART_BYTES,
-    MAX_PART_NUMBER,
     MAX_PUT_BYTES,
     MIN_PART_BYTES,
     MULTIPART_EXPIRY_SECONDS,
@@ -71,8 +67,18 @@ from ..r2 import (
     R2Range,
     R2UploadedPart,
     bad_digest,
+    bad_value,
+    body_chunk,
+    check_custom_metadata,
+    check_digest,
+    check_key,
+    check_list_options,
+    check_part_number,
+    check_storage_class,
+    delete_keys,
+    file_size,
     r2_error,
-    range_error,
+    resumed_upload,
     type_error,
 )
 
@@ -132,6 +138,10 @@ _OBJECT_COLUMNS = (
     "key, blob, version, size, etag, uploaded, checksums, http_metadata, custom_metadata, "
     "storage_class"
 )
+_INSERT_OBJECT = (
+    f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}) VALUES (:key, :blob, :version, :size, "
+    ":etag, :uploaded, :checksums, :http_metadata, :custom_metadata, :storage_class)"
+)
 
 
 def _now_ms() -> int:
@@ -167,55 +177,25 @@ def _unlink(path: Path) -> None:
 # -- validation ------------------------------------------------------------------------------
 
 
-def _check_key(action: str, key: Any) -> str:
-    if not isinstance(key, str):
-        raise type_error(f"{action}: key must be a string, not {type(key).__name__}")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise r2_error(action, "InvalidObjectName", "not valid UTF-8") from None
-    if size == 0:
-        raise r2_error(action, "InvalidObjectName", "empty key")
-    if size > MAX_KEY_BYTES:
-        raise r2_error(action, "InvalidObjectName", f"{size} bytes, over {MAX_KEY_BYTES}")
-    return key
-
-
 def _check_custom(action: str, value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise type_error(
-            f"{action}: custom_metadata must be a dict of strings, not {type(value).__name__}"
-        )
-    total = 0
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise type_error(
-                f"{action}: custom_metadata keys and values must be strings "
-                f"(got {type(k).__name__}: {type(v).__name__})"
-            )
-        try:
-            total += len(k.encode("utf-8")) + len(v.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise type_error(f"{action}: custom_metadata is not valid UTF-8") from None
+    custom = check_custom_metadata(action, value) or {}
+    total = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in custom.items())
     if total > MAX_CUSTOM_METADATA_BYTES:
         raise r2_error(
             action, "MetadataTooLarge", f"{total} bytes, over {MAX_CUSTOM_METADATA_BYTES}"
         )
-    return dict(value)
+    return custom
 
 
 def _check_storage_class(action: str, value: Any) -> str:
-    if value is None:
+    sclass = check_storage_class(action, value)
+    if sclass is None:
         return "Standard"
-    if not isinstance(value, str):
-        raise type_error(f"{action}: storage_class must be a string")
-    if value not in STORAGE_CLASSES:
+    if sclass not in STORAGE_CLASSES:
         raise r2_error(
-            action, "InvalidStorageClass", f"{value!r}; use {' or '.join(STORAGE_CLASSES)}"
+            action, "InvalidStorageClass", f"{sclass!r}; use {' or '.join(STORAGE_CLASSES)}"
         )
-    return value
+    return sclass
 
 
 def _check_checksum(given: dict[str, Any]) -> tuple[str, bytes] | None:
@@ -227,19 +207,17 @@ def _check_checksum(given: dict[str, Any]) -> tuple[str, bytes] | None:
         if chosen is not None:
             raise type_error("You cannot specify multiple hashing algorithms.")
         label, size = _ALGORITHMS[name]
-        if isinstance(value, bytes | bytearray | memoryview):
-            digest = bytes(value)
+        digest = check_digest(name, value)
+        if isinstance(digest, bytes):
             if len(digest) != size:
                 raise type_error(f"{label} is {size} bytes, not {len(digest)}")
-        elif isinstance(value, str):
-            if len(value) != size * 2:
-                raise type_error(f"{label} is {size * 2} hex characters, not {len(value)}")
+        else:
+            if len(digest) != size * 2:
+                raise type_error(f"{label} is {size * 2} hex characters, not {len(digest)}")
             try:
-                digest = bytes.fromhex(value)
+                digest = bytes.fromhex(digest)
             except ValueError:
                 raise type_error(f"Provided {label} wasn't a valid hex string") from None
-        else:
-            raise type_error(f"{name} must be bytes or a hex string, not {type(value).__name__}")
         chosen = (name, digest)
     return chosen
 
@@ -283,54 +261,20 @@ def _classify(action: str, value: Any) -> _Value:
         data = value.encode("utf-8")
         return _Value("bytes", data, len(data))
     if isinstance(value, bytes | bytearray | memoryview):
-        view = memoryview(value)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
+        view = _as_chunk(action, value)
         return _Value("bytes", view, view.nbytes)
     read = getattr(value, "read", None)
     if callable(read):
         kind = "async-file" if inspect.iscoroutinefunction(read) else "sync-file"
-        return _Value(kind, value, _file_size(value))
+        return _Value(kind, value, file_size(value))
     if isinstance(value, AsyncIterable):
         size = len(value) if hasattr(value, "__len__") else None  # type: ignore[arg-type]
         return _Value("async-iter", value, size)
-    raise type_error(
-        f"{action}: value must be bytes, str, a file-like object with .read(), an async "
-        f"iterable of bytes, or None; not {type(value).__name__}"
-    )
-
-
-def _file_size(f: Any) -> int | None:
-    """Bytes left to read in a file-like object, when cheaply known."""
-    size = getattr(f, "size", None)  # e.g. starlette's UploadFile
-    if isinstance(size, int) and not isinstance(size, bool):
-        return size
-    try:
-        st = os.fstat(f.fileno())
-        if stat.S_ISREG(st.st_mode):
-            return max(0, st.st_size - f.tell())
-    except (AttributeError, OSError, ValueError, TypeError):
-        pass
-    try:
-        if f.seekable():
-            here = f.tell()
-            end = f.seek(0, os.SEEK_END)
-            f.seek(here)
-            return max(0, end - here)
-    except (AttributeError, OSError, ValueError, TypeError):
-        pass
-    return None
+    raise bad_value(action, value)
 
 
 def _as_chunk(action: str, chunk: Any) -> memoryview:
-    if isinstance(chunk, bytes | bytearray | memoryview):
-        view = memoryview(chunk)
-        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-    if isinstance(chunk, str):
-        raise type_error(
-            f"{action}: the value yielded str; yield bytes (open files in binary mode)"
-        )
-    raise type_error(f"{action}: the value yielded {type(chunk).__name__}, not bytes")
+    return memoryview(body_chunk(action, chunk))
 
 
 class _BlobWriter:
@@ -553,7 +497,7 @@ class LocalR2:
 
     async def head(self, key: str) -> R2Object | None:
         self._begin("head")
-        _check_key("head", key)
+        check_key("head", key)
         row = self._row(key)
         if row is None:
             return None
@@ -564,7 +508,7 @@ class LocalR2:
     ) -> R2ObjectBody | R2Object | None:
         action = "get"
         self._begin(action)
-        _check_key(action, key)
+        check_key(action, key)
         cond = Condition.coerce(only_if)
         if range is not None:
             R2Range.coerce(range)  # client-side checks come before the request
@@ -596,22 +540,11 @@ class LocalR2:
     ) -> R2Objects:
         action = "list"
         self._begin(action)
-        for name, v in (
-            ("prefix", prefix),
-            ("cursor", cursor),
-            ("delimiter", delimiter),
-            ("start_after", start_after),
-        ):
-            if v is not None and not isinstance(v, str):
-                raise type_error(f"list: {name} must be a string, not {type(v).__name__}")
+        with_http, with_custom = check_list_options(
+            limit, prefix, cursor, delimiter, start_after, include
+        )
         if limit is None:
             limit = MAX_LIST_LIMIT
-        else:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise type_error(f"list: limit must be an integer, not {type(limit).__name__}")
-            if not 1 <= limit <= MAX_LIST_LIMIT:
-                raise r2_error(action, "InvalidMaxKeys")
-        with_http, with_custom = _includes(include)
         if include:
             limit = min(limit, LIST_LIMIT_WITH_INCLUDE)
         prefix = prefix or ""
@@ -688,7 +621,7 @@ class LocalR2:
     ) -> R2Object | None:
         action = "put"
         self._begin(action)
-        _check_key(action, key)
+        check_key(action, key)
         checksum = _check_checksum(
             {"md5": md5, "sha1": sha1, "sha256": sha256, "sha384": sha384, "sha512": sha512}
         )
@@ -748,18 +681,9 @@ class LocalR2:
     async def delete(self, keys: str | Sequence[str]) -> None:
         action = "delete"
         self._begin(action)
-        if isinstance(keys, str):
-            names = [keys]
-        elif isinstance(keys, Sequence) and not isinstance(keys, bytes | bytearray):
-            names = list(keys)
-            if len(names) > MAX_DELETE_KEYS:
-                raise r2_error(action, "TooManyKeys", f"got {len(names)}")
-        else:
-            raise type_error(
-                f"delete: keys must be a string or a list of strings, not {type(keys).__name__}"
-            )
+        names = delete_keys(keys)
         for name in names:
-            _check_key(action, name)
+            check_key(action, name)
         if names:
             await asyncio.to_thread(self._delete_rows, names)
 
@@ -774,7 +698,7 @@ class LocalR2:
     ) -> R2MultipartUpload:
         action = "createMultipartUpload"
         self._begin(action)
-        _check_key(action, key)
+        check_key(action, key)
         http = R2HTTPMetadata.coerce(http_metadata)
         custom = _check_custom(action, custom_metadata)
         sclass = _check_storage_class(action, storage_class)
@@ -795,19 +719,15 @@ class LocalR2:
 
     def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload:
         """No lookup, as on Cloudflare: an unknown id fails on first use."""
-        if not isinstance(key, str):
-            raise type_error("resumeMultipartUpload: key must be a string")
-        if not isinstance(upload_id, str):
-            raise type_error("resumeMultipartUpload: upload_id must be a string")
-        return R2MultipartUpload(key, upload_id, self)
+        return resumed_upload(self, key, upload_id)
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, value: Any
     ) -> R2UploadedPart:
         action = "uploadPart"
         self._begin(action)
-        _check_part_number(part_number)
-        _check_key(action, key)
+        check_part_number(part_number)
+        check_key(action, key)
         source = _classify(action, value)
         if source.size is not None and source.size > MAX_PART_BYTES:
             raise r2_error(action, "EntityTooLarge")
@@ -831,10 +751,10 @@ class LocalR2:
         action = "completeMultipartUpload"
         self._begin(action)
         for p in parts:
-            _check_part_number(p.part_number)
+            check_part_number(p.part_number)
             if not isinstance(p.etag, str):
                 raise type_error("completeMultipartUpload: part etags must be strings")
-        _check_key(action, key)
+        check_key(action, key)
         upload = self._upload(action, key, upload_id)
         if not parts:
             raise r2_error(action, "NoParts")
@@ -911,7 +831,7 @@ class LocalR2:
     async def _abort_multipart(self, key: str, upload_id: str) -> None:
         action = "abortMultipartUpload"
         self._begin(action)
-        _check_key(action, key)
+        check_key(action, key)
         await asyncio.to_thread(self._abort_rows, action, key, upload_id)
 
     # -- internals: index --------------------------------------------------------------------
@@ -993,13 +913,7 @@ class LocalR2:
                 old["etag"] if old else None, old["uploaded"] if old else None
             ):
                 return False
-            row["uploaded"] = _now_ms()
-            db.execute(
-                f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}) VALUES "
-                "(:key, :blob, :version, :size, :etag, :uploaded, :checksums, "
-                ":http_metadata, :custom_metadata, :storage_class)",
-                row,
-            )
+            _insert_object(db, row)
         if old is not None and old["blob"] != row["blob"]:
             _unlink(self._blob_path(old["blob"]))
         return True
@@ -1036,12 +950,7 @@ class LocalR2:
         md5: str,
     ) -> None:
         with self._wlock, self._transaction() as db:
-            up = db.execute(
-                "SELECT state, created FROM uploads WHERE upload_id = ? AND key = ?",
-                (upload_id, key),
-            ).fetchone()
-            if up is None or up["state"] != "in-progress" or _expired(up["created"]):
-                raise r2_error(action, "NoSuchUpload")
+            _check_in_progress(db, action, key, upload_id)
             old = db.execute(
                 "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
                 (upload_id, part_number),
@@ -1057,20 +966,9 @@ class LocalR2:
         self, action: str, key: str, upload_id: str, row: dict[str, Any]
     ) -> None:
         with self._wlock, self._transaction() as db:
-            up = db.execute(
-                "SELECT state, created FROM uploads WHERE upload_id = ? AND key = ?",
-                (upload_id, key),
-            ).fetchone()
-            if up is None or up["state"] != "in-progress" or _expired(up["created"]):
-                raise r2_error(action, "NoSuchUpload")
+            _check_in_progress(db, action, key, upload_id)
             old = db.execute("SELECT blob FROM objects WHERE key = ?", (key,)).fetchone()
-            row["uploaded"] = _now_ms()
-            db.execute(
-                f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}) VALUES "
-                "(:key, :blob, :version, :size, :etag, :uploaded, :checksums, "
-                ":http_metadata, :custom_metadata, :storage_class)",
-                row,
-            )
+            _insert_object(db, row)
             parts = db.execute(
                 "DELETE FROM parts WHERE upload_id = ? RETURNING blob", (upload_id,)
             ).fetchall()
@@ -1275,31 +1173,19 @@ def _expired(created_ms: int) -> bool:
     return _now_ms() - created_ms > MULTIPART_EXPIRY_SECONDS * 1000
 
 
-def _check_part_number(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise type_error(f"part_number must be an integer, not {type(n).__name__}")
-    if not 1 <= n <= MAX_PART_NUMBER:
-        raise type_error(
-            f"Part number must be between 1 and {MAX_PART_NUMBER} (inclusive). "
-            f"Actual value was: {n}"
-        )
-    return n
+def _insert_object(db: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """Write an object's row, uploaded now (inside the caller's write transaction)."""
+    row["uploaded"] = _now_ms()
+    db.execute(_INSERT_OBJECT, row)
 
 
-def _includes(include: Any) -> tuple[bool, bool]:
-    if include is None:
-        return False, False
-    if isinstance(include, str) or not isinstance(include, Sequence):
-        raise type_error("list: include must be a list of strings")
-    http = custom = False
-    for item in include:
-        if item in ("httpMetadata", "http_metadata"):
-            http = True
-        elif item in ("customMetadata", "custom_metadata"):
-            custom = True
-        else:
-            raise range_error(f"Unsupported include value {item}")
-    return http, custom
+def _check_in_progress(db: sqlite3.Connection, action: str, key: str, upload_id: str) -> None:
+    """Inside the write transaction: the upload may have ended since it was looked up."""
+    up = db.execute(
+        "SELECT state, created FROM uploads WHERE upload_id = ? AND key = ?", (upload_id, key)
+    ).fetchone()
+    if up is None or up["state"] != "in-progress" or _expired(up["created"]):
+        raise r2_error(action, "NoSuchUpload")
 
 
 def _successor(s: str) -> str | None:

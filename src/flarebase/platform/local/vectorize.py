@@ -1567,7 +1567,8 @@ def _existing_config(folder: Path) -> dict[str, str] | None:
     path = folder / FILE_NAME
     if not path.exists():
         return None
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    # Read-only needs a URI, and a file URI an absolute path (the state dir may be relative).
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         config = _read_config(db)
     except sqlite3.OperationalError:

@@ -22,25 +22,29 @@ A "stream" read is fetched whole (a value is at most 25 MiB) and handed out in
 
 from __future__ import annotations
 
-import inspect
 import json
-import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import KVError
 from ..invocation import count
 from ..kv import (
-    BULK_GET_TYPES,
-    GET_TYPES,
-    MAX_KEY_BYTES,
+    BAD_VALUE,
     MAX_LIST_LIMIT,
-    MAX_VALUE_BYTES,
-    MIN_CACHE_TTL,
-    KVKey,
+    UNKNOWN_TYPE,
     KVListResult,
     KVTypeError,
     KVValueWithMetadata,
+    check_bulk_get_type,
+    check_cache_ttl,
+    check_expiration,
+    check_get_type,
+    check_key,
+    check_list_limit,
+    list_result,
+    metadata_json,
+    read_value,
+    stream_chunks,
+    utf8,
 )
 from ._ffi import (
     JsException,
@@ -54,72 +58,21 @@ from ._ffi import (
 )
 from .errors import kv_error
 
-# workerd's wording (src/workerd/api/kv.c++), as the local provider gives it.
-UNKNOWN_TYPE = (
-    'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream". '
-    '("bytes" is accepted as an alias of "arrayBuffer".)'
-)
-BAD_VALUE = (
-    "KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as "
-    "values. In Python: str, bytes, bytearray, memoryview, a file-like object with read(), "
-    "or an async iterable of bytes."
-)
+# BAD_VALUE and UNKNOWN_TYPE (workerd's wording) lived here before moving to ..kv.
+__all__ = ["BAD_VALUE", "UNKNOWN_TYPE", "WorkersKV"]
 _MANY = (list, tuple)
-_READ_CHUNK = 1 << 20
-_STREAM_CHUNK = 64 * 1024
-
-
-def _not_utf8(what: str, text: str, e: UnicodeEncodeError) -> KVTypeError:
-    char = text[e.start] if e.start < len(text) else ""
-    return KVTypeError(
-        f"{what} cannot be encoded as UTF-8: lone surrogate {char!r} at index {e.start}. "
-        "Cloudflare would silently replace it with U+FFFD."
-    )
 
 
 def _text(value: Any, what: str) -> str:
-    """A str that has a UTF-8 form (keys, prefixes, cursors, string values)."""
-    if not isinstance(value, str):
-        raise KVTypeError(f"{what} must be a string, not {type(value).__name__}.")
-    try:
-        value.encode()
-    except UnicodeEncodeError as e:
-        raise _not_utf8(what, value, e) from None
+    """A str that has a UTF-8 form (prefixes, cursors, string values)."""
+    utf8(value, what)
     return str(value)
 
 
 def _key(key: Any, method: str) -> str:
     """A key name, checked as workerd checks it (Miniflare's getWithMetadata does not)."""
-    name = _text(key, "Key name")
-    if name == "":
-        raise KVTypeError("Key name cannot be empty.")
-    if name == "." or name == "..":
-        raise KVTypeError(f'"{name}" is not allowed as a key name.')
-    size = len(name.encode())
-    if size > MAX_KEY_BYTES:
-        raise KVError(
-            f"KV {method} failed: 414 UTF-8 encoded length of {size} exceeds key length "
-            f"limit of {MAX_KEY_BYTES}."
-        )
-    return name
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _get_type(type: Any, bulk: bool) -> str:
-    if type not in GET_TYPES:
-        raise KVTypeError(UNKNOWN_TYPE)
-    if bulk and type not in BULK_GET_TYPES:
-        raise KVError(f'KV GET_BULK failed: 400 "{type}" is not a valid type. Use "json" or "text"')
-    return "arrayBuffer" if type == "bytes" else str(type)
+    check_key(key, method)
+    return str(key)
 
 
 def _js_type(type: str) -> str:
@@ -128,95 +81,19 @@ def _js_type(type: str) -> str:
     return "arrayBuffer" if type == "stream" else type
 
 
-def _cache_ttl(cache_ttl: Any, method: str) -> float | None:
-    if cache_ttl is None:
-        return None
-    if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float):
-        raise KVTypeError(
-            f"KV {method} failed: 400 Invalid cache_ttl of {cache_ttl}. "
-            f"Cache TTL must be at least {MIN_CACHE_TTL}."
-        )
-    return cache_ttl
-
-
-def _too_large(length: int) -> KVError:
-    return KVError(
-        f"KV PUT failed: 413 Value length of {length} exceeds limit of {MAX_VALUE_BYTES}."
-    )
-
-
-def _chunk(chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, bytearray | memoryview):
-        return memoryview(chunk).cast("B").tobytes()
-    raise KVTypeError(f"{BAD_VALUE} A chunk of the value was {type(chunk).__name__}.")
-
-
-async def _read_all(value: Any) -> bytes:
-    """A file-like object or an async iterable of bytes, read to the end."""
-    parts: list[bytes] = []
-    total = 0
-    if hasattr(value, "read"):
-        while True:
-            chunk = value.read(_READ_CHUNK)
-            if inspect.isawaitable(chunk):
-                chunk = await chunk
-            data = _text(chunk, "Value").encode() if isinstance(chunk, str) else _chunk(chunk)
-            if not data:
-                break
-            total += len(data)
-            if total <= MAX_VALUE_BYTES:
-                parts.append(data)
-    else:
-        async for chunk in value:
-            data = _chunk(chunk)
-            total += len(data)
-            if total <= MAX_VALUE_BYTES:
-                parts.append(data)
-    if total > MAX_VALUE_BYTES:
-        raise _too_large(total)
-    return b"".join(parts)
-
-
 async def _js_value(value: Any) -> Any:
     if isinstance(value, str):
         return _text(value, "Value")
     if isinstance(value, bytes | bytearray | memoryview):
         return to_js_bytes(value)
     if hasattr(value, "read") or hasattr(value, "__aiter__"):
-        return to_js_bytes(await _read_all(value))
+        return to_js_bytes(await read_value(value))
     raise KVTypeError(f"{BAD_VALUE} Got {type(value).__name__}.")
 
 
 def _metadata(metadata: Any) -> Any:
     """Metadata as a JSON value (checked here: JS would drop None and refuse NaN later)."""
-    try:
-        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-        text.encode()
-    except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
-        raise KVTypeError(f"KV put() metadata must be serializable as JSON: {e}") from None
-    return json.loads(text)
-
-
-def _expiration_option(value: Any, name: str) -> int:
-    number = _integer(value)
-    if number is None:
-        message = f"KV PUT failed: 400 Invalid {name} of {value}. "
-        message += (
-            "Please specify integer greater than 0."
-            if name == "expiration_ttl"
-            else "Please specify integer greater than the current number of seconds since "
-            "the UNIX epoch."
-        )
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        raise (KVError if is_number else KVTypeError)(message)
-    return number
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), _STREAM_CHUNK):
-        yield data[start : start + _STREAM_CHUNK]
+    return json.loads(metadata_json(metadata))
 
 
 def _value(value: Any, type: str) -> Any:
@@ -226,7 +103,7 @@ def _value(value: Any, type: str) -> Any:
     if type == "text":
         return value if isinstance(value, str) else str(value)
     if type == "stream":
-        return _chunks(to_bytes(value))
+        return stream_chunks(to_bytes(value))
     return to_py(value)  # json: a JSON value; arrayBuffer: bytes
 
 
@@ -243,36 +120,30 @@ class WorkersKV:
 
         With a list of up to 100 keys (text or json only), a dict key -> value or None.
         """
-        if isinstance(key, _MANY):
-            return await self._get_bulk(key, type, cache_ttl, with_metadata=False)
-        name = _key(key, "GET")
-        js_type = _get_type(type, bulk=False)
-        options = to_js_object(
-            {"type": _js_type(js_type), "cacheTtl": _cache_ttl(cache_ttl, "GET")}
-        )
-        count("kv")
-        try:
-            value = await self._js.get(name, options)
-        except JsException as e:
-            raise kv_error(e) from None
-        return _value(value, js_type)
+        return await self._get(key, type, cache_ttl, with_metadata=False)
 
     async def get_with_metadata(
         self, key: str | Sequence[str], type: str = "text", cache_ttl: float | None = None
     ) -> Any:
         """`KVValueWithMetadata` (value and metadata None if missing); for a list, a dict."""
+        return await self._get(key, type, cache_ttl, with_metadata=True)
+
+    async def _get(self, key: Any, type: Any, cache_ttl: Any, *, with_metadata: bool) -> Any:
         if isinstance(key, _MANY):
-            return await self._get_bulk(key, type, cache_ttl, with_metadata=True)
+            return await self._get_bulk(key, type, cache_ttl, with_metadata)
         name = _key(key, "GET")
-        js_type = _get_type(type, bulk=False)
+        js_type = check_get_type(type)
         options = to_js_object(
-            {"type": _js_type(js_type), "cacheTtl": _cache_ttl(cache_ttl, "GET")}
+            {"type": _js_type(js_type), "cacheTtl": check_cache_ttl(cache_ttl, "GET")}
         )
         count("kv")
+        method = self._js.getWithMetadata if with_metadata else self._js.get
         try:
-            result = await self._js.getWithMetadata(name, options)
+            result = await method(name, options)
         except JsException as e:
             raise kv_error(e) from None
+        if not with_metadata:
+            return _value(result, js_type)
         return KVValueWithMetadata(
             _value(attr(result, "value"), js_type),
             to_py(attr(result, "metadata")),
@@ -283,8 +154,10 @@ class WorkersKV:
         self, keys: Sequence[Any], type: str, cache_ttl: Any, with_metadata: bool
     ) -> dict[str, Any]:
         names = [_text(k, "Key name") for k in keys]  # the KV service checks the rest
-        js_type = _get_type(type, bulk=True)
-        options = to_js_object({"type": js_type, "cacheTtl": _cache_ttl(cache_ttl, "GET_BULK")})
+        js_type = check_bulk_get_type(type)
+        options = to_js_object(
+            {"type": js_type, "cacheTtl": check_cache_ttl(cache_ttl, "GET_BULK")}
+        )
         count("kv")  # a bulk read is one operation
         method = self._js.getWithMetadata if with_metadata else self._js.get
         try:
@@ -309,13 +182,7 @@ class WorkersKV:
         self, prefix: str | None = None, limit: int = MAX_LIST_LIMIT, cursor: str | None = None
     ) -> KVListResult:
         """Keys in UTF-8 byte order, `limit` (1..1000) per page, from an opaque `cursor`."""
-        number = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-        if number is None or number < 1:
-            error = KVError if number is not None else KVTypeError
-            raise error(
-                f"KV GET failed: 400 Invalid key_count_limit of {limit}. "
-                "Please specify an integer greater than 0."
-            )
+        number = check_list_limit(limit)
         options = to_js_object(
             {
                 "prefix": None if prefix is None or prefix == "" else _text(prefix, "List prefix"),
@@ -328,16 +195,7 @@ class WorkersKV:
             page = to_py(await self._js.list(options))
         except JsException as e:
             raise kv_error(e) from None
-        keys = [
-            KVKey(k["name"], k.get("expiration"), k.get("metadata")) for k in page.get("keys", [])
-        ]
-        complete = bool(page.get("list_complete"))
-        return KVListResult(
-            keys,
-            complete,
-            None if complete else page.get("cursor"),
-            page.get("cacheStatus"),
-        )
+        return list_result(page)
 
     async def put(
         self,
@@ -357,9 +215,9 @@ class WorkersKV:
         data = await _js_value(value)
         options: dict[str, Any] = {}
         if expiration_ttl is not None:
-            options["expirationTtl"] = _expiration_option(expiration_ttl, "expiration_ttl")
+            options["expirationTtl"] = check_expiration(expiration_ttl, "expiration_ttl")
         if expiration is not None:
-            options["expiration"] = _expiration_option(expiration, "expiration")
+            options["expiration"] = check_expiration(expiration, "expiration")
         if metadata is not None:
             options["metadata"] = _metadata(metadata)
         count("kv")

@@ -22,13 +22,13 @@ from typing import Any
 from ..errors import QueueError
 from ..invocation import count
 from ..queues import (
-    CONTENT_TYPES,
     MESSAGE_OVERHEAD_BYTES,
     BatchOutcome,
     Message,
     MessageBatch,
     MessageSendRequest,
     check_batch,
+    check_content_type,
     check_delay,
     check_message_size,
     encode_body,
@@ -41,9 +41,7 @@ log = logging.getLogger("flarebase.queues")
 
 def _request(request: MessageSendRequest) -> tuple[dict[str, Any], int]:
     """A MessageSendRequest as the JS binding's fields, and its size against the limits."""
-    content_type = request.content_type
-    if content_type not in CONTENT_TYPES:
-        encode_body(request.body, content_type)  # raises the shared error
+    content_type = check_content_type(request.content_type)
     if content_type == "v8":
         try:
             body = to_js_value(request.body)

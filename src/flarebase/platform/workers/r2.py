@@ -17,7 +17,6 @@ known size over the single-put limit is refused before reading anything.
 from __future__ import annotations
 
 import builtins
-import inspect
 from collections.abc import AsyncIterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,8 +24,7 @@ from typing import Any
 from ..r2 import (
     _COND_HEADERS,
     _COND_NAMES,
-    MAX_DELETE_KEYS,
-    MAX_LIST_LIMIT,
+    MAX_PART_BYTES,
     MAX_PUT_BYTES,
     Condition,
     R2Checksums,
@@ -39,9 +37,20 @@ from ..r2 import (
     R2Range,
     R2UploadedPart,
     _pick,
+    bad_value,
+    check_custom_metadata,
+    check_digest,
+    check_list_options,
+    check_part_number,
+    check_storage_class,
+    delete_keys,
+    include_names,
+    key_utf8,
     r2_error,
-    range_error,
+    range_dict,
+    resumed_upload,
     type_error,
+    value_chunks,
 )
 from ._ffi import (
     JSNULL,
@@ -65,7 +74,6 @@ _HTTP_KEYS = (
     "cacheExpiry",
 )
 _DIGESTS = ("md5", "sha1", "sha256", "sha384", "sha512")
-_READ_CHUNK = 1 << 20
 
 
 # -- Python -> JS -------------------------------------------------------------------------------
@@ -73,35 +81,9 @@ _READ_CHUNK = 1 << 20
 
 def _key(action: str, key: Any) -> str:
     """A key: a str with a UTF-8 form, not empty (R2 checks the 1,024-byte limit)."""
-    if not isinstance(key, str):
-        raise type_error(f"{action}: key must be a string, not {type(key).__name__}")
-    try:
-        key.encode()
-    except UnicodeEncodeError:
-        raise r2_error(action, "InvalidObjectName", "not valid UTF-8") from None
-    if not key:
+    if not key_utf8(action, key):
         raise r2_error(action, "InvalidObjectName", "empty key")
     return str(key)
-
-
-def _custom(action: str, value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise type_error(
-            f"{action}: custom_metadata must be a dict of strings, not {type(value).__name__}"
-        )
-    for k, v in value.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise type_error(
-                f"{action}: custom_metadata keys and values must be strings "
-                f"(got {type(k).__name__}: {type(v).__name__})"
-            )
-        try:
-            k.encode(), v.encode()
-        except UnicodeEncodeError:
-            raise type_error(f"{action}: custom_metadata is not valid UTF-8") from None
-    return dict(value)
 
 
 def _http(value: Any) -> dict[str, Any] | None:
@@ -112,12 +94,6 @@ def _http(value: Any) -> dict[str, Any] | None:
     if meta.cache_expiry is not None:
         out["cacheExpiry"] = meta.cache_expiry  # a Date, not milliseconds
     return out
-
-
-def _storage_class(action: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise type_error(f"{action}: storage_class must be a string")
-    return value
 
 
 def _only_if(value: Any) -> Any:
@@ -148,23 +124,9 @@ def _only_if(value: Any) -> Any:
     return to_js_value(out)
 
 
-def _range(value: Any) -> dict[str, int] | None:
-    if value is None:
-        return None
-    r = R2Range.coerce(value)
-    return {
-        k: v
-        for k, v in (("offset", r.offset), ("length", r.length), ("suffix", r.suffix))
-        if v is not None
-    }
-
-
 def _digest(name: str, value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return to_js_bytes(value).buffer
-    if isinstance(value, str):
-        return value
-    raise type_error(f"{name} must be bytes or a hex string, not {type(value).__name__}")
+    digest = check_digest(name, value)
+    return to_js_bytes(digest).buffer if isinstance(digest, bytes) else digest
 
 
 def _size_hint(value: Any) -> int | None:
@@ -187,18 +149,6 @@ def _size_hint(value: Any) -> int | None:
     return None
 
 
-def _chunk(action: str, chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, bytearray | memoryview):
-        return memoryview(chunk).cast("B").tobytes()
-    if isinstance(chunk, str):
-        raise type_error(
-            f"{action}: the value yielded str; yield bytes (open files in binary mode)"
-        )
-    raise type_error(f"{action}: the value yielded {type(chunk).__name__}, not bytes")
-
-
 async def _read(action: str, value: Any, limit: int) -> bytes:
     parts: list[bytes] = []
     total = 0
@@ -210,18 +160,8 @@ async def _read(action: str, value: Any, limit: int) -> bytes:
             raise r2_error(action, "EntityTooLarge")
         parts.append(data)
 
-    if callable(getattr(value, "read", None)):
-        while True:
-            chunk = value.read(_READ_CHUNK)
-            if inspect.isawaitable(chunk):
-                chunk = await chunk
-            data = _chunk(action, chunk)
-            if not data:
-                break
-            add(data)
-    else:
-        async for chunk in value:
-            add(_chunk(action, chunk))
+    async for data in value_chunks(action, value):
+        add(data)
     return b"".join(parts)
 
 
@@ -242,10 +182,7 @@ async def _body(action: str, value: Any, limit: int = MAX_PUT_BYTES) -> Any:
         if size is not None and size > limit:
             raise r2_error(action, "EntityTooLarge")
         return to_js_bytes(await _read(action, value, limit))
-    raise type_error(
-        f"{action}: value must be bytes, str, a file-like object with .read(), an async "
-        f"iterable of bytes, or None; not {type(value).__name__}"
-    )
+    raise bad_value(action, value)
 
 
 def _options(**values: Any) -> Any:
@@ -354,7 +291,7 @@ class WorkersR2:
         self, key: str, only_if: Any = None, range: Any = None
     ) -> R2ObjectBody | R2Object | None:
         name = _key("get", key)
-        options = _options(onlyIf=_only_if(only_if), range=_range(range))
+        options = _options(onlyIf=_only_if(only_if), range=range_dict(range))
         try:
             obj = await self._js.get(name, options)
         except JsException as e:
@@ -394,8 +331,8 @@ class WorkersR2:
                 k: v
                 for k, v in {
                     "httpMetadata": _http(http_metadata),
-                    "customMetadata": _custom(action, custom_metadata),
-                    "storageClass": _storage_class(action, storage_class),
+                    "customMetadata": check_custom_metadata(action, custom_metadata),
+                    "storageClass": check_storage_class(action, storage_class),
                 }.items()
                 if v is not None
             }
@@ -412,17 +349,7 @@ class WorkersR2:
         return None if attr(obj, "key") is None else _result(obj)
 
     async def delete(self, keys: str | Sequence[str]) -> None:
-        action = "delete"
-        if isinstance(keys, str):
-            names = [_key(action, keys)]
-        elif isinstance(keys, Sequence) and not isinstance(keys, bytes | bytearray):
-            names = [_key(action, k) for k in keys]
-            if len(names) > MAX_DELETE_KEYS:
-                raise r2_error(action, "TooManyKeys", f"got {len(names)}")
-        else:
-            raise type_error(
-                f"delete: keys must be a string or a list of strings, not {type(keys).__name__}"
-            )
+        names = [_key("delete", k) for k in delete_keys(keys)]
         if not names:
             return
         try:
@@ -439,42 +366,19 @@ class WorkersR2:
         start_after: str | None = None,
         include: Sequence[str] | None = None,
     ) -> R2Objects:
-        for name, v in (
-            ("prefix", prefix),
-            ("cursor", cursor),
-            ("delimiter", delimiter),
-            ("start_after", start_after),
-        ):
-            if v is not None and not isinstance(v, str):
-                raise type_error(f"list: {name} must be a string, not {type(v).__name__}")
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise type_error(f"list: limit must be an integer, not {type(limit).__name__}")
-            if not 1 <= limit <= MAX_LIST_LIMIT:  # workerd would drop 0 and list 1,000
-                raise r2_error("list", "InvalidMaxKeys")
-        wanted: builtins.list[str] = []
-        if include is not None:
-            if isinstance(include, str) or not isinstance(include, Sequence):
-                raise type_error("list: include must be a list of strings")
-            aliases = {"http_metadata": "httpMetadata", "custom_metadata": "customMetadata"}
-            for item in include:
-                name = aliases.get(item, item) if isinstance(item, str) else item
-                if name not in ("httpMetadata", "customMetadata"):
-                    raise range_error(f"Unsupported include value {item}")
-                wanted.append(name)
+        http, custom = check_list_options(limit, prefix, cursor, delimiter, start_after, include)
         options = _options(
             limit=limit,
             prefix=prefix or None,
             cursor=cursor or None,
             delimiter=delimiter or None,
             startAfter=start_after,
-            include=wanted or None,
+            include=include_names(http, custom) or None,
         )
         try:
             page = await self._js.list(options)
         except JsException as e:
             raise js_r2_error(e) from None
-        http, custom = "httpMetadata" in wanted, "customMetadata" in wanted
         objects = [_result(o, http, custom) for o in attr(page, "objects", [])]
         truncated = bool(attr(page, "truncated", False))
         prefixes = to_py(attr(page, "delimitedPrefixes")) or []
@@ -496,8 +400,8 @@ class WorkersR2:
         name = _key(action, key)
         options = _options(
             httpMetadata=_http(http_metadata),
-            customMetadata=_custom(action, custom_metadata),
-            storageClass=_storage_class(action, storage_class),
+            customMetadata=check_custom_metadata(action, custom_metadata),
+            storageClass=check_storage_class(action, storage_class),
         )
         try:
             upload = await self._js.createMultipartUpload(name, options)
@@ -507,11 +411,7 @@ class WorkersR2:
 
     def resume_multipart_upload(self, key: str, upload_id: str) -> R2MultipartUpload:
         """No lookup, as on Cloudflare: an unknown id fails on first use."""
-        if not isinstance(key, str):
-            raise type_error("resumeMultipartUpload: key must be a string")
-        if not isinstance(upload_id, str):
-            raise type_error("resumeMultipartUpload: upload_id must be a string")
-        return R2MultipartUpload(key, upload_id, self)
+        return resumed_upload(self, key, upload_id)
 
     # -- the multipart backend (R2MultipartUpload calls these) ------------------------------
 
@@ -522,10 +422,7 @@ class WorkersR2:
         self, key: str, upload_id: str, part_number: int, value: Any
     ) -> R2UploadedPart:
         action = "uploadPart"
-        if isinstance(part_number, bool) or not isinstance(part_number, int):
-            raise type_error(f"part_number must be an integer, not {type(part_number).__name__}")
-        from ..r2 import MAX_PART_BYTES
-
+        check_part_number(part_number, in_range=False)  # R2 checks the range
         body = await _body(action, value, MAX_PART_BYTES)
         try:
             part = await self._upload(key, upload_id).uploadPart(part_number, body)

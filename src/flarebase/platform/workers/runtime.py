@@ -27,6 +27,7 @@ from ..durable_objects import (
     DurableObjectId,
     Request,
     SqlStorageCursor,
+    list_options,
     to_epoch_ms,
 )
 from ..errors import DurableObjectError
@@ -175,17 +176,8 @@ class WorkersStorage:
         reverse: bool = False,
         limit: int | None = None,
     ) -> dict[str, Any]:
-        options = {
-            "start": start,
-            "startAfter": start_after,
-            "end": end,
-            "prefix": prefix,
-            "reverse": reverse or None,
-            "limit": limit,
-        }
-        result = await self._call(
-            "list", to_js_value({k: v for k, v in options.items() if v is not None})
-        )
+        options = list_options(start, start_after, end, prefix, reverse, limit)
+        result = await self._call("list", to_js_value(options))
         return dict(to_py(result) or {})
 
     async def transaction(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:

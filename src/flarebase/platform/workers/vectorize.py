@@ -21,25 +21,22 @@ from typing import Any
 from ..errors import VectorizeError
 from ..invocation import count
 from ..vectorize import (
+    QUERY_OPTION_NAMES,
     VectorizeAsyncMutation,
     VectorizeIndexDetails,
-    VectorizeMatch,
     VectorizeMatches,
     VectorizeVector,
+    details_from_dict,
+    keyword_options,
+    matches_from_dict,
+    mutation_from_dict,
+    vector_from_dict,
 )
 from ._ffi import JsException, to_js_json, to_js_value, to_py
 from .errors import vectorize_error
 
-_QUERY_KEYS = {
-    "topK": "topK",
-    "top_k": "topK",
-    "namespace": "namespace",
-    "filter": "filter",
-    "returnValues": "returnValues",
-    "return_values": "returnValues",
-    "returnMetadata": "returnMetadata",
-    "return_metadata": "returnMetadata",
-}
+# Query options by either name (snake_case or Cloudflare's camelCase) -> camelCase.
+_QUERY_KEYS = {**{camel: camel for camel in QUERY_OPTION_NAMES.values()}, **QUERY_OPTION_NAMES}
 
 
 def _vector(item: VectorizeVector | Mapping[str, Any]) -> dict[str, Any]:
@@ -61,27 +58,21 @@ def _vector(item: VectorizeVector | Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _query_options(options: Mapping[str, Any] | None, **keywords: Any) -> dict[str, Any]:
+def _query_options(options: Mapping[str, Any] | None, *keywords: Any) -> dict[str, Any]:
+    """`options` (either names) with the keywords given (top_k, ..., return_metadata)."""
     out: dict[str, Any] = {}
     for key, value in (options or {}).items():
         if key not in _QUERY_KEYS:
             raise VectorizeError(f"unknown query option {key!r}; known: {sorted(_QUERY_KEYS)}")
         out[_QUERY_KEYS[key]] = value
-    for key, value in keywords.items():
-        if value is not None:
-            out[_QUERY_KEYS[key]] = value
-    return out
+    return out | keyword_options(*keywords)
 
 
-def _matches(result: Any) -> VectorizeMatches:
-    data = to_py(result) or {}
-    matches = [
-        VectorizeMatch(
-            m["id"], float(m["score"]), m.get("values"), m.get("namespace"), m.get("metadata")
-        )
-        for m in data.get("matches", [])
-    ]
-    return VectorizeMatches(int(data.get("count", len(matches))), matches)
+def _ids(ids: Any) -> Any:
+    """A list of ids as a JS array (a str would be taken for a list of characters)."""
+    if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
+        raise VectorizeError("ids must be a list of strings")
+    return to_js_value(list(ids))
 
 
 class WorkersVectorize:
@@ -104,8 +95,7 @@ class WorkersVectorize:
             payload = to_js_json([_vector(v) for v in vectors])
         except (TypeError, ValueError) as e:
             raise VectorizeError(f"vectors cannot be sent: {e}") from None
-        result = to_py(await self._call(method, payload)) or {}
-        return VectorizeAsyncMutation(str(result.get("mutationId", "")))
+        return mutation_from_dict(to_py(await self._call(method, payload)) or {})
 
     async def insert(
         self, vectors: Iterable[VectorizeVector | Mapping[str, Any]]
@@ -130,16 +120,10 @@ class WorkersVectorize:
         return_values: bool | None = None,
         return_metadata: str | None = None,
     ) -> VectorizeMatches:
-        opts = _query_options(
-            options,
-            top_k=top_k,
-            namespace=namespace,
-            filter=filter,
-            return_values=return_values,
-            return_metadata=return_metadata,
-        )
+        opts = _query_options(options, top_k, namespace, filter, return_values, return_metadata)
         values = _vector({"id": "query", "values": vector})["values"]
-        return _matches(await self._call("query", to_js_json(values), to_js_json(opts)))
+        result = await self._call("query", to_js_json(values), to_js_json(opts))
+        return matches_from_dict(to_py(result) or {})
 
     async def query_by_id(
         self,
@@ -154,41 +138,19 @@ class WorkersVectorize:
     ) -> VectorizeMatches:
         if not isinstance(vector_id, str):
             raise VectorizeError(f"vector id must be a string, not {type(vector_id).__name__}")
-        opts = _query_options(
-            options,
-            top_k=top_k,
-            namespace=namespace,
-            filter=filter,
-            return_values=return_values,
-            return_metadata=return_metadata,
-        )
-        return _matches(await self._call("queryById", vector_id, to_js_json(opts)))
+        opts = _query_options(options, top_k, namespace, filter, return_values, return_metadata)
+        result = await self._call("queryById", vector_id, to_js_json(opts))
+        return matches_from_dict(to_py(result) or {})
 
     async def get_by_ids(self, ids: Sequence[str]) -> list[VectorizeVector]:
-        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
-            raise VectorizeError("ids must be a list of strings")
-        found = to_py(await self._call("getByIds", to_js_value(list(ids)))) or []
-        return [
-            VectorizeVector(
-                v["id"], list(v.get("values") or []), v.get("namespace"), v.get("metadata")
-            )
-            for v in found
-        ]
+        found = to_py(await self._call("getByIds", _ids(ids))) or []
+        return [vector_from_dict(v) for v in found]
 
     async def delete_by_ids(self, ids: Sequence[str]) -> VectorizeAsyncMutation:
-        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
-            raise VectorizeError("ids must be a list of strings")
-        result = to_py(await self._call("deleteByIds", to_js_value(list(ids)))) or {}
-        return VectorizeAsyncMutation(str(result.get("mutationId", "")))
+        return mutation_from_dict(to_py(await self._call("deleteByIds", _ids(ids))) or {})
 
     async def describe(self) -> VectorizeIndexDetails:
-        data = to_py(await self._call("describe")) or {}
-        return VectorizeIndexDetails(
-            dimensions=int(data.get("dimensions", 0)),
-            vector_count=int(data.get("vectorCount", data.get("vectorsCount", 0))),
-            processed_up_to_datetime=data.get("processedUpToDatetime"),
-            processed_up_to_mutation=data.get("processedUpToMutation"),
-        )
+        return details_from_dict(to_py(await self._call("describe")) or {})
 
     async def aclose(self) -> None:
         """Nothing to close: the runtime owns the binding."""
