@@ -101,3 +101,69 @@ async def test_an_unknown_queue_name_says_how_to_create_it(env: Env, fake: FakeC
 
     with pytest.raises(QueueError, match="wrangler queues create jobs"):
         await env.JOBS.send(1)
+
+
+# Pull consumers: "Pull Messages" and "Acknowledge + Retry Messages" of the API reference,
+# with a response shaped like its example (metadata carries "CF-Content-Type").
+def pulled(id: str, body: str, content_type: str, lease: str) -> dict[str, object]:
+    return {
+        "id": id,
+        "body": body,
+        "attempts": 1,
+        "lease_id": lease,
+        "timestamp_ms": 1710950954154,
+        "metadata": {"CF-Content-Type": content_type, "CF-sourceMessageSource": "api"},
+    }
+
+
+async def test_pull_leases_and_decodes_by_content_type(env: Env, queues: FakeCloudflare):
+    messages = [
+        pulled("m1", '{"task": "resize"}', "json", "L1"),
+        pulled("m2", "hello", "text", "L2"),
+        pulled("m3", "AAEC", "bytes", "L3"),
+    ]
+    queues.answer("POST", api("/queues/q-jobs/messages/pull"), ok({"messages": messages}))
+
+    got = await env.JOBS.pull(batch_size=10, visibility_timeout_ms=5_000)
+
+    assert queues.requests[-1].json == {"batch_size": 10, "visibility_timeout_ms": 5_000}
+    assert [(m.id, m.body, m.content_type, m.lease_id) for m in got] == [
+        ("m1", {"task": "resize"}, "json", "L1"),
+        ("m2", "hello", "text", "L2"),
+        ("m3", b"\x00\x01\x02", "bytes", "L3"),
+    ]
+    assert got[0].timestamp.year == 2024 and got[0].attempts == 1
+
+
+async def test_ack_and_retry_by_lease(env: Env, queues: FakeCloudflare):
+    answer = {"ackCount": 1, "retryCount": 1, "warnings": []}
+    queues.answer("POST", api("/queues/q-jobs/messages/ack"), ok(answer))
+
+    result = await env.JOBS.ack(acks=["L1"], retries=[{"lease_id": "L2", "delay_seconds": 30}])
+
+    assert queues.requests[-1].json == {
+        "acks": [{"lease_id": "L1"}],
+        "retries": [{"lease_id": "L2", "delay_seconds": 30}],
+    }
+    assert (result.ack_count, result.retry_count) == (1, 1)
+
+
+async def test_pull_limits_are_checked_before_asking(env: Env, queues: FakeCloudflare):
+    with pytest.raises(QueueLimitExceeded):
+        await env.JOBS.pull(batch_size=101)
+    with pytest.raises(QueueLimitExceeded):
+        await env.JOBS.pull(visibility_timeout_ms=12 * 3600 * 1000 + 1)
+    with pytest.raises(QueueError, match="lease id"):
+        await env.JOBS.ack(acks=[7])  # type: ignore[list-item]
+    with pytest.raises(QueueLimitExceeded):
+        await env.JOBS.ack(retries=[{"lease_id": "L", "delay_seconds": 86_401}])
+    assert queues.requests == []
+
+
+async def test_a_pull_refused_by_cloudflare_names_the_reason(env: Env, fake: FakeCloudflare):
+    fake.answer("GET", api("/queues"), ok(QUEUES))
+    refused = fail(400, 11000, "queue does not have an http_pull consumer")
+    fake.answer("POST", api("/queues/q-jobs/messages/pull"), refused)
+
+    with pytest.raises(QueueError, match=r"Queue pull failed: .*http_pull consumer"):
+        await env.JOBS.pull()

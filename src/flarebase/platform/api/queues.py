@@ -2,6 +2,8 @@
 
     send        POST .../queues/{queue_id}/messages {body, content_type, delay_seconds?}
     send_batch  POST .../queues/{queue_id}/messages/batch {messages: [...], delay_seconds?}
+    pull        POST .../queues/{queue_id}/messages/pull {batch_size, visibility_timeout_ms}
+    ack         POST .../queues/{queue_id}/messages/ack {acks: [{lease_id}], retries: [...]}
 
 wrangler.toml names queues, the API wants their ids: the first send looks the names
 up once with GET .../queues (`QueueDirectory`). The REST API carries the content
@@ -9,25 +11,36 @@ types "json" and "text" only; "bytes" and "v8" (pickle) are refused rather than
 re-encoded into something a consumer would not recognise. Message, batch and delay
 limits are checked here with the shared helpers, as the local binding checks them.
 Sends are never retried after a failure: a lost answer may hide a delivered
-message, and Queues has no idempotency key.
+message, and Queues has no idempotency key. Pulls and acks are: a lease lost with
+an answer runs out and its messages come back (delivery is at least once anyway).
+Pulled bodies arrive as strings, decoded by the message's "CF-Content-Type":
+json is parsed, bytes are base64, text is kept; v8 stays as sent, since only the
+Workers runtime can read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ..config import QueueProducerSpec
 from ..errors import QueueError
 from ..invocation import count
 from ..queues import (
+    DEFAULT_PULL_BATCH,
+    DEFAULT_VISIBILITY_TIMEOUT_MS,
+    AckResult,
     MessageSendRequest,
+    PulledMessage,
     batch_requests,
     check_batch,
     check_delay,
     check_message_size,
+    check_pull,
     encode_body,
 )
 from .client import ApiClient, ApiFailure
@@ -37,6 +50,14 @@ REST_CONTENT_TYPES = ("json", "text")
 
 def queue_error(failure: ApiFailure) -> QueueError:
     return QueueError(f"Queue send failed: {failure.describe()}")
+
+
+def pull_error(failure: ApiFailure) -> QueueError:
+    return QueueError(f"Queue pull failed: {failure.describe()}")
+
+
+def ack_error(failure: ApiFailure) -> QueueError:
+    return QueueError(f"Queue ack failed: {failure.describe()}")
 
 
 class QueueDirectory:
@@ -136,8 +157,72 @@ class ApiQueue:
         count("queues")
         await self._client.post(await self._path("batch"), body, queue_error, idempotent=False)
 
-    async def pull(self, *args: Any, **kwargs: Any) -> Any:
-        raise QueueError("the api provider does not implement pull consumers yet")
+    async def pull(
+        self,
+        batch_size: int = DEFAULT_PULL_BATCH,
+        visibility_timeout_ms: int = DEFAULT_VISIBILITY_TIMEOUT_MS,
+    ) -> list[PulledMessage]:
+        """Lease up to `batch_size` messages of an `http_pull` queue for
+        `visibility_timeout_ms`, as the local provider's `pull`."""
+        batch_size, visibility_timeout_ms = check_pull(batch_size, visibility_timeout_ms)
+        body = {"batch_size": batch_size, "visibility_timeout_ms": visibility_timeout_ms}
+        count("queues")
+        result = await self._client.post(
+            await self._path("pull"), body, pull_error, idempotent=True
+        )
+        messages = result.get("messages") if isinstance(result, dict) else None
+        return [_pulled(message) for message in messages or []]
 
-    async def ack(self, *args: Any, **kwargs: Any) -> Any:
-        raise QueueError("the api provider does not implement pull consumers yet")
+    async def ack(
+        self,
+        acks: Iterable[str | Mapping[str, Any]] = (),
+        retries: Iterable[str | Mapping[str, Any]] = (),
+    ) -> AckResult:
+        """Acknowledge and retry pulled messages by lease id (plain ids, or the API's
+        `{"lease_id": ..., "delay_seconds": ...}` dicts)."""
+        body = {
+            "acks": [_lease(a, False) for a in acks],
+            "retries": [_lease(r, True) for r in retries],
+        }
+        count("queues")
+        result = await self._client.post(await self._path("ack"), body, ack_error, idempotent=True)
+        result = result if isinstance(result, dict) else {}
+        return AckResult(
+            int(result.get("ackCount") or 0),
+            int(result.get("retryCount") or 0),
+            [str(w) for w in result.get("warnings") or []],
+        )
+
+
+def _lease(item: str | Mapping[str, Any], retry: bool) -> dict[str, Any]:
+    lease = item.get("lease_id") if isinstance(item, Mapping) else item
+    if not isinstance(lease, str) or not lease:
+        raise QueueError("a lease id is a string from pull()")
+    out: dict[str, Any] = {"lease_id": lease}
+    delay = item.get("delay_seconds") if isinstance(item, Mapping) else None
+    if retry and delay is not None:
+        out["delay_seconds"] = check_delay(delay)
+    return out
+
+
+def _pulled(message: Mapping[str, Any]) -> PulledMessage:
+    metadata = message.get("metadata")
+    content_type = "json"
+    if isinstance(metadata, Mapping):
+        content_type = str(metadata.get("CF-Content-Type") or "json")
+    body = message.get("body")
+    if isinstance(body, str) and content_type == "json":
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise QueueError(f"message {message.get('id')} is not the JSON it claims") from None
+    elif isinstance(body, str) and content_type == "bytes":
+        body = base64.b64decode(body)
+    return PulledMessage(
+        id=str(message.get("id")),
+        timestamp=datetime.fromtimestamp(float(message.get("timestamp_ms") or 0) / 1000, UTC),
+        body=body,
+        attempts=int(message.get("attempts") or 0),
+        lease_id=str(message.get("lease_id")),
+        content_type=content_type,
+    )
