@@ -8,6 +8,7 @@ flarebase vectorize create|list|delete|create-metadata-index|list-metadata-index
 flarebase queues list|peek|purge|retry-dlq   inspect the local queues
 flarebase do list                            stored Durable Objects, with sizes
 flarebase deploy --target python-worker|bridge   deploy to Cloudflare with wrangler
+flarebase bench [--quick] [NAME ...]         the benchmarks of a source checkout
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -507,5 +512,44 @@ def _deploy_bridge(config: Path, out: Path | None, dry: bool) -> int:
     return 0
 
 
+# The benchmarks ship with the source (bench/ beside src/), not in the wheel.
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+@app.command()
+def bench(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="which ones (d1, kv, r2, ...); all if none")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="smaller data sets, as CI runs them")] = False,
+) -> None:
+    """Run the benchmarks of bench/, each printing its ratio against a peer run beside it."""
+    known = sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+    if not known:
+        err_console.print(f"error: no benchmarks in {BENCH_DIR}; they come with a source checkout")
+        raise typer.Exit(1)
+    unknown = [name for name in names or [] if name not in known]
+    if unknown:
+        err_console.print(f"error: unknown benchmark {unknown[0]!r}; known: {', '.join(known)}")
+        raise typer.Exit(1)
+    env = {**os.environ, "FLAREBASE_BENCH_QUICK": "1" if quick else "0"}
+    console.print(
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    failed = []
+    for name in names or known:
+        console.print(f"== {name}", style="bold")
+        done = subprocess.run([sys.executable, f"bench_{name}.py"], cwd=BENCH_DIR, env=env)
+        if done.returncode != 0:
+            failed.append(name)
+    if failed:
+        err_console.print(f"error: failed: {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
