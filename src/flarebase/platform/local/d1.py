@@ -222,34 +222,59 @@ class LocalD1:
         invocation.count("d1", len(statements))
         self._guard.arm()
         self._internal(f"BEGIN IMMEDIATE {self._guard.tag}")
-        results = []
-        # Three short-lived objects per statement would set off collections that scan
-        # the whole batch again and again; none of them can form a cycle.
+        # A few objects per statement (its run, rows, meta and result) would set off
+        # collections that scan the whole batch again and again; none can form a cycle.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for i, stmt in enumerate(statements, 1):
-                try:
-                    results.append(self._result(stmt.sql, stmt.params, batched=True))
-                except D1Error as e:
-                    where = f"(statement {i} of batch: {stmt.sql[:200]})"
-                    raise D1Error(f"{e} {where}", code=e.code) from None
-            try:  # deferred foreign keys are checked here
-                self._internal(f"COMMIT {self._guard.tag}")
-            except sqlite3.Error as e:
-                raise to_d1_error(e, self._guard) from None
-        except BaseException:
-            if self._conn.in_transaction:
-                self._internal(f"ROLLBACK {self._guard.tag}")
-            raise
+            try:
+                runs = self._run_batch(statements)
+                try:  # deferred foreign keys are checked here
+                    self._internal(f"COMMIT {self._guard.tag}")
+                except sqlite3.Error as e:
+                    raise to_d1_error(e, self._guard) from None
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._internal(f"ROLLBACK {self._guard.tag}")
+                raise
+            # One transaction, so one size: what the database measures once it committed.
+            self._size = size = self._current_size()
+            return [
+                D1Result(
+                    rows, True, D1Meta(ms, changes, row_id, changes > 0, size, len(rows), changes)
+                )
+                for ms, changes, row_id, rows in runs
+            ]
         finally:
             if collecting:
                 gc.enable()
-        # One transaction, so one size: what the database measures once it committed.
-        self._size = self._current_size()
-        for result in results:
-            result.meta.size_after = self._size
-        return results
+
+    def _run_batch(self, statements: list[LocalStatement]) -> list[_Run]:
+        """Execute a batch's statements: the hot loop of a large batch, so it reads the
+        clock and the change counter once per statement (each statement's share is the
+        difference from the previous reading) and builds no result objects yet."""
+        conn, checked, clock = self._conn, self._checked, time.perf_counter
+        execute = conn.execute
+        runs: list[_Run] = []
+        total, start = conn.total_changes, clock()
+        try:
+            for stmt in statements:
+                sql = stmt.sql
+                if sql not in checked:
+                    self._check_text(sql)
+                cur = execute(sql, stmt.params)
+                rows = self._rows(cur) if cur.description else []
+                changes = conn.total_changes - total
+                total += changes
+                end = clock()
+                runs.append(((end - start) * 1000, changes, cur.lastrowid or 0, rows))
+                start = end
+        except (sqlite3.Error, OverflowError, D1Error) as e:
+            error = e if isinstance(e, D1Error) else to_d1_error(e, self._guard)
+            failed = len(runs)  # the statement after the last that ran
+            where = f"(statement {failed + 1} of batch: {statements[failed].sql[:200]})"
+            raise D1Error(f"{error} {where}", code=error.code) from None
+        return runs
 
     async def exec(self, query: str) -> D1ExecResult:
         """Run queries without bindings, a line at a time, as D1's `exec` does: a
@@ -304,36 +329,42 @@ class LocalD1:
     def _current_size(self) -> int:
         return int(self._internal(f"PRAGMA page_count {self._guard.tag}")[0]) * self._page_size
 
-    def _cursor(self, sql: str, params: tuple[Any, ...], batched: bool = False) -> sqlite3.Cursor:
-        """Execute one statement; a batch counts and arms its deadline once for all."""
-        if sql not in self._checked:  # the text check once per distinct statement
-            if is_transaction(sql):
-                raise transaction_error()
-            if len(self._checked) > 4096:
-                self._checked.clear()
-            self._checked.add(sql)
-        if not batched:
-            invocation.count("d1")
-            self._guard.arm()
+    def _check_text(self, sql: str) -> None:
+        """Refuse transaction statements by their text, judging each distinct text once."""
+        if is_transaction(sql):
+            raise transaction_error()
+        if len(self._checked) > 4096:
+            self._checked.clear()
+        self._checked.add(sql)
+
+    def _cursor(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Execute one statement outside a batch."""
+        if sql not in self._checked:
+            self._check_text(sql)
+        invocation.count("d1")
+        self._guard.arm()
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as e:
             raise to_d1_error(e, self._guard) from None
 
-    def _result(self, sql: str, params: tuple[Any, ...], batched: bool = False) -> D1Result:
+    def _rows(self, cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+        """Fetch a statement's rows as dicts (only asked when it has result columns)."""
+        cols = [d[0] for d in cur.description]
+        try:
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        except (sqlite3.Error, OverflowError) as e:
+            raise to_d1_error(e, self._guard) from None
+
+    def _result(self, sql: str, params: tuple[Any, ...]) -> D1Result:
         start = time.perf_counter()
         conn = self._conn
         before = conn.total_changes
-        cur = self._cursor(sql, params, batched)
-        results: list[dict[str, Any]] = []
-        if cur.description:  # statements without result columns ran to completion already
-            cols = [d[0] for d in cur.description]
-            try:
-                results = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-            except (sqlite3.Error, OverflowError) as e:
-                raise to_d1_error(e, self._guard) from None
+        cur = self._cursor(sql, params)
+        # Statements without result columns ran to completion already.
+        results = self._rows(cur) if cur.description else []
         changes = conn.total_changes - before
-        if changes and not batched:
+        if changes:
             self._size = self._current_size()
         meta = D1Meta(
             (time.perf_counter() - start) * 1000,
@@ -345,6 +376,10 @@ class LocalD1:
             changes,
         )
         return D1Result(results, True, meta)
+
+
+# What `_run_batch` keeps of a statement: duration (ms), changes, last row id, rows.
+_Run = tuple[float, int, int, list[dict[str, Any]]]
 
 
 class LocalStatement:
