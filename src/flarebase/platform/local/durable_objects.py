@@ -842,6 +842,9 @@ class LocalStorage:
         )
         if new:  # switching a new, empty file to WAL need not wait for the disk
             self._conn.execute("PRAGMA synchronous=OFF")
+        # One process owns an object, as one machine does on Cloudflare: holding the file's
+        # lock spares each transaction its lock calls (DO RPC +13-16% measured).
+        self._conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._guard = configure_connection(self._conn)  # WAL, synchronous=NORMAL, D1 limits
         self._conn.set_authorizer(self._authorize)
         self._savepoints = 0
