@@ -79,6 +79,10 @@ class Counter(DurableObject):
         items.append("from object")
         return items
 
+    async def inspect(self, items: list[Any]) -> tuple[bool, bool]:
+        items[0]["parts"][0]["text"] = "changed by the object"
+        return items[0] is items[1], items[2] is items
+
     async def fetch(self, request: Request) -> Response:
         return Response.from_json(
             {"method": request.method, "url": request.url, "body": request.text()}, status=201
@@ -273,6 +277,17 @@ async def test_rpc_copies_values_and_exposes_only_public_methods(env: Env) -> No
     for name in ("_private", "alarm", "web_socket_message", "nonexistent", "memory"):
         with pytest.raises((DurableObjectError, AttributeError), match=r"does not implement|_"):
             await getattr(stub, name)()
+
+
+async def test_rpc_copies_nested_values_keeping_shared_and_circular_references(
+    env: Env,
+) -> None:
+    shared = {"parts": [{"type": "text", "text": "hi"}]}
+    history: list[Any] = [shared, shared]
+    history.append(history)  # structured clone allows cycles
+    same, circular = await counter(env).inspect(history)
+    assert same and circular  # as the caller had them
+    assert shared == {"parts": [{"type": "text", "text": "hi"}]}  # the object changed a copy
 
 
 async def test_fetch(env: Env) -> None:
