@@ -293,6 +293,16 @@ class AckResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def lease_of(item: str | Mapping[str, Any], retry: bool = False) -> tuple[str, int | None]:
+    """The lease id of a pulled message to ack or retry (a plain id, or the API's
+    `{"lease_id": ..., "delay_seconds": ...}`) and, for a retry, its checked delay."""
+    lease = item.get("lease_id") if isinstance(item, Mapping) else item
+    if not isinstance(lease, str) or not lease:
+        raise QueueError("a lease id is a string from pull()")
+    delay = item.get("delay_seconds") if retry and isinstance(item, Mapping) else None
+    return lease, None if delay is None else check_delay(delay)
+
+
 def check_pull(batch_size: Any, visibility_timeout_ms: Any) -> tuple[int, int]:
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_PULL_BATCH:
         raise QueueLimitExceeded(f"batch_size must be between 1 and {MAX_PULL_BATCH}")

@@ -42,6 +42,7 @@ from ..queues import (
     check_message_size,
     check_pull,
     encode_body,
+    lease_of,
 )
 from .client import ApiClient, ApiFailure
 
@@ -195,14 +196,8 @@ class ApiQueue:
 
 
 def _lease(item: str | Mapping[str, Any], retry: bool) -> dict[str, Any]:
-    lease = item.get("lease_id") if isinstance(item, Mapping) else item
-    if not isinstance(lease, str) or not lease:
-        raise QueueError("a lease id is a string from pull()")
-    out: dict[str, Any] = {"lease_id": lease}
-    delay = item.get("delay_seconds") if isinstance(item, Mapping) else None
-    if retry and delay is not None:
-        out["delay_seconds"] = check_delay(delay)
-    return out
+    lease, delay = lease_of(item, retry)
+    return {"lease_id": lease} if delay is None else {"lease_id": lease, "delay_seconds": delay}
 
 
 def _pulled(message: Mapping[str, Any]) -> PulledMessage:

@@ -64,6 +64,7 @@ from ..queues import (
     check_pull,
     decode_body,
     encode_body,
+    lease_of,
 )
 
 log = logging.getLogger("flarebase.queues")
@@ -391,19 +392,16 @@ class LocalQueue:
         """Acknowledge and retry pulled messages by lease id (`{"lease_id": ...,
         "delay_seconds": ...}` dicts, as in Cloudflare's API, or plain lease ids)."""
         self._check_pull_consumer()
-        ack_rows = [_parse_lease(a) for a in acks]
+        ack_rows = [_seq_of(lease_of(item)[0]) for item in acks]
         retry_rows = []
         for item in retries:
-            seq, lease = _parse_lease(item)
-            delay = item.get("delay_seconds") if isinstance(item, Mapping) else None
-            retry_rows.append((seq, lease, None if delay is None else check_delay(delay)))
+            lease, delay = lease_of(item, retry=True)
+            retry_rows.append((*_seq_of(lease), delay))
         return self._store.settle(self.name, ack_rows, retry_rows)
 
 
-def _parse_lease(item: str | Mapping[str, Any]) -> tuple[int, str]:
-    lease = item.get("lease_id") if isinstance(item, Mapping) else item
-    if not isinstance(lease, str):
-        raise QueueError("a lease id is a string from pull()")
+def _seq_of(lease: str) -> tuple[int, str]:
+    """(the message's sequence number, the lease id): pull() ends each id with it."""
     try:
         return int(lease.rsplit(":", 1)[1]), lease
     except (IndexError, ValueError):
