@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import invocation
 from ..d1 import D1ExecResult, D1Meta, D1Result
@@ -85,10 +85,14 @@ class Guard:
         return 0
 
 
-def configure_connection(conn: sqlite3.Connection, max_size: int = D1_MAX_DATABASE_BYTES) -> Guard:
+def configure_connection(
+    conn: sqlite3.Connection,
+    max_size: int = D1_MAX_DATABASE_BYTES,
+    synchronous: Literal["NORMAL", "OFF"] = "NORMAL",
+) -> Guard:
     """Give a connection D1's pragmas, limits, authorizer and deadline."""
+    conn.execute(f"PRAGMA synchronous={synchronous}")  # first: it also governs the WAL switch
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
