@@ -8,6 +8,7 @@ states, sources, files, non-transient `data-*` parts and message metadata.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -25,18 +26,20 @@ class MessageAssembler:
         self.parts: list[dict[str, Any]] = []
         self.metadata: Any = None
         self.finish_reason: str | None = None
-        self._text: dict[str, dict[str, Any]] = {}
-        self._reasoning: dict[str, dict[str, Any]] = {}
+        # open text and reasoning parts by id: (part, its text so far in pieces, joined
+        # when read: appending to the part's string would copy it for every delta)
+        self._text: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        self._reasoning: dict[str, tuple[dict[str, Any], list[str]]] = {}
         self._tools: dict[str, dict[str, Any]] = {}
         self._raw: dict[str, str] = {}
 
     # -- reading chunks ------------------------------------------------------------------
     def add(self, chunk: dict[str, Any]) -> None:
-        kind = str(chunk.get("type", ""))
-        handler = getattr(self, "_" + kind.replace("-", "_"), None)
+        kind = chunk.get("type")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
-            handler(chunk)
-        elif kind.startswith("data-"):
+            handler(self, chunk)
+        elif isinstance(kind, str) and kind.startswith("data-"):
             self._data(chunk)
 
     def _start(self, chunk: dict[str, Any]) -> None:
@@ -64,29 +67,48 @@ class MessageAssembler:
         self.parts.append({"type": "step-start"})
 
     def _finish_step(self, chunk: dict[str, Any]) -> None:
-        self._text.clear()
-        self._reasoning.clear()
+        self._let_go()
 
-    def _open(self, table: dict[str, dict[str, Any]], kind: str, chunk: dict[str, Any]) -> None:
+    def _open(self, table: _Open, kind: str, chunk: dict[str, Any]) -> list[str]:
         part: dict[str, Any] = {"type": kind, "text": "", "state": "streaming"}
+        if kind == "reasoning":  # (the AI SDK keeps a reasoning part's id, not a text's)
+            part = {"type": kind, "id": chunk.get("id"), **part}
         if chunk.get("providerMetadata") is not None:
             part["providerMetadata"] = chunk["providerMetadata"]
-        table[str(chunk.get("id"))] = part
+        pieces: list[str] = []
+        table[str(chunk.get("id"))] = (part, pieces)
         self.parts.append(part)
+        return pieces
 
-    def _delta(self, table: dict[str, dict[str, Any]], kind: str, chunk: dict[str, Any]) -> None:
-        part = table.get(str(chunk.get("id")))
-        if part is None:  # tolerate a missing start, as a lenient client would
-            self._open(table, kind, chunk)
-            part = table[str(chunk.get("id"))]
-        part["text"] += str(chunk.get("delta", ""))
+    def _delta(self, table: _Open, kind: str, chunk: dict[str, Any]) -> None:
+        delta = chunk.get("delta", "")
+        entry = table.get(str(chunk.get("id")))
+        # (a missing start is tolerated, as a lenient client would)
+        pieces = entry[1] if entry is not None else self._open(table, kind, chunk)
+        pieces.append(delta if isinstance(delta, str) else str(delta))
 
-    def _close(self, table: dict[str, dict[str, Any]], chunk: dict[str, Any]) -> None:
-        part = table.pop(str(chunk.get("id")), None)
-        if part is not None:
+    def _close(self, table: _Open, chunk: dict[str, Any]) -> None:
+        entry = table.pop(str(chunk.get("id")), None)
+        if entry is not None:
+            part, pieces = entry
+            part["text"] += "".join(pieces)
             part["state"] = "done"
             if chunk.get("providerMetadata") is not None:
                 part["providerMetadata"] = chunk["providerMetadata"]
+
+    def _joined(self) -> None:
+        """Bring the open parts' text up to date (they stay open)."""
+        for table in (self._text, self._reasoning):
+            for part, pieces in table.values():
+                if pieces:
+                    part["text"] += "".join(pieces)
+                    pieces.clear()
+
+    def _let_go(self) -> None:
+        """Stop tracking the open parts (a new step, or the end), their text kept."""
+        self._joined()
+        self._text.clear()
+        self._reasoning.clear()
 
     def _text_start(self, chunk: dict[str, Any]) -> None:
         self._open(self._text, "text", chunk)
@@ -147,7 +169,7 @@ class MessageAssembler:
     def _tool_input_error(self, chunk: dict[str, Any]) -> None:
         part = self._tool(chunk)
         part["state"] = "output-error"
-        part["input"] = None
+        part.pop("input", None)  # (not JSON: it is the raw input)
         part["rawInput"] = chunk.get("input")
         part["errorText"] = str(chunk.get("errorText", ""))
 
@@ -223,17 +245,49 @@ class MessageAssembler:
             ):
                 part["state"] = "output-error"
                 part["errorText"] = "the tool call did not finish"
-        self._text.clear()
-        self._reasoning.clear()
+        self._let_go()
 
     def has_content(self) -> bool:
         return any(part.get("type") != "step-start" for part in self.parts)
 
     def message(self) -> dict[str, Any]:
+        self._joined()
         out: dict[str, Any] = {"id": self.id, "role": self.role, "parts": self.parts}
         if self.metadata is not None:
             out["metadata"] = self.metadata
         return out
+
+
+_Open = dict[str, tuple[dict[str, Any], list[str]]]
+_Handler = Callable[[MessageAssembler, dict[str, Any]], None]
+# Chunk types the assembler reads (`data-*` chunks aside), by the method reading them.
+_HANDLERS: dict[str, _Handler] = {
+    kind: getattr(MessageAssembler, "_" + kind.replace("-", "_"))
+    for kind in (
+        "start",
+        "finish",
+        "message-metadata",
+        "start-step",
+        "finish-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-available",
+        "tool-input-error",
+        "tool-output-available",
+        "tool-output-error",
+        "tool-output-denied",
+        "tool-approval-request",
+        "source-url",
+        "source-document",
+        "file",
+    )
+}
 
 
 def _pick(chunk: dict[str, Any], kind: str, *keys: str) -> dict[str, Any]:
