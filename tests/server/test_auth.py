@@ -174,6 +174,20 @@ def test_token_refused_for_wrong_secret_salt_or_expiry() -> None:
         tokens.decode(token, [SECRET], [V5], now=1_000_075)
 
 
+def test_a_token_decrypted_before_is_judged_again_by_its_secrets_and_times() -> None:
+    # (decrypted tokens are cached: the cache must not widen what is accepted)
+    token = tokens.encode({"sub": "u1"}, SECRET, V5, max_age=60, now=1_000_000)
+    claims = tokens.decode(token, [SECRET], [V5], now=1_000_000)
+    claims["sub"] = "someone else"
+    assert tokens.decode(token, [SECRET], [V5], now=1_000_001)["sub"] == "u1"
+    with pytest.raises(tokens.TokenError, match="kid"):
+        tokens.decode(token, [OTHER_SECRET], [V5], now=1_000_001)
+    with pytest.raises(tokens.TokenError):
+        tokens.decode(token, [SECRET], [V5_SECURE], now=1_000_001)
+    with pytest.raises(tokens.TokenError, match="expired"):
+        tokens.decode(token, [SECRET], [V5], now=1_000_100)
+
+
 @pytest.mark.parametrize("part", [0, 2, 3, 4])
 def test_tampered_token_is_refused(part: int) -> None:
     token = tokens.encode({"sub": "u1"}, SECRET, V5)

@@ -33,10 +33,10 @@ def create_app(env: Any, settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"ok": True, "bindings": sorted(env) if hasattr(env, "__iter__") else []}
 
+    app.include_router(chat_router)  # first: routes are matched in order, chat's are hot
     app.include_router(auth_router)
     app.include_router(files_router)
     app.include_router(documents_router)
-    app.include_router(chat_router)
     app.include_router(models_router)
     app.include_router(memory_router)
 

@@ -151,7 +151,7 @@ async def post_chat(body: ChatRequest, user: CurrentUser, request: Request) -> R
     if body.trigger == "regenerate-message":
         await _prepare_regenerate(db, bucket, body.id, body.messageId, incoming)
     else:
-        await _save_incoming(db, bucket, body.id, incoming)
+        await _save_incoming(db, bucket, body.id, incoming, existing)
 
     rows = await store.list_messages(db, bucket, body.id)
     if not rows or rows[-1]["role"] != "user":
@@ -179,10 +179,11 @@ async def post_chat(body: ChatRequest, user: CurrentUser, request: Request) -> R
     return StreamingResponse(follow(stub, stream_id), headers=sse.HEADERS)
 
 
-async def _save_incoming(db: Any, bucket: Any, chat_id: str, incoming: UIMessageIn) -> None:
-    existing = await store.get_message(db, incoming.id)
-    if existing is not None and existing["chat_id"] != chat_id:
-        raise ApiError(409, "conflict", "this message id belongs to another chat")
+async def _save_incoming(
+    db: Any, bucket: Any, chat_id: str, incoming: UIMessageIn, existing: dict[str, Any] | None
+) -> None:
+    """Save the user's message; `existing`: the stored message with its id (in this
+    chat), if any."""
     if existing is not None:  # an edit: the message changes and what followed it goes
         if existing["role"] != "user":
             raise ApiError(409, "conflict", "this message id is not a user message")

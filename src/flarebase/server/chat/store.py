@@ -27,7 +27,7 @@ def now_iso() -> str:
     with _clock:
         ms = max(int(time.time() * 1000), _last_ms + 1)
         _last_ms = ms
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def chat_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -182,29 +182,31 @@ async def save_message(
     """Insert the message, or replace the parts and metadata of the one with its id
     (in this chat). Large parts go to R2; replaced R2 parts are deleted."""
     message_id = str(message["id"])
-    existing = await get_message(db, message_id)
     parts_json, in_r2 = await large.pack(bucket, chat_id, message_id, list(message["parts"]))
     metadata = message.get("metadata")
     metadata_json = None if metadata is None else json.dumps(metadata, ensure_ascii=False)
     attachments = json.dumps(message.get("attachments") or [])
-    if existing is None:
-        await (
-            db.prepare(
-                "INSERT INTO messages (id, chat_id, role, parts, attachments, metadata, "
-                "parts_in_r2, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            )
-            .bind(
-                message_id,
-                chat_id,
-                message["role"],
-                parts_json,
-                attachments,
-                metadata_json,
-                int(in_r2),
-                created_at or now_iso(),
-            )
-            .run()
+    inserted = await (
+        db.prepare(
+            "INSERT INTO messages (id, chat_id, role, parts, attachments, metadata, "
+            "parts_in_r2, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
         )
+        .bind(
+            message_id,
+            chat_id,
+            message["role"],
+            parts_json,
+            attachments,
+            metadata_json,
+            int(in_r2),
+            created_at or now_iso(),
+        )
+        .run()
+    )
+    if inserted.meta.changes:  # (the usual case: a new message, one statement)
+        return
+    existing = await get_message(db, message_id)
+    if existing is None or existing["chat_id"] != chat_id:
         return
     await (
         db.prepare(
