@@ -378,6 +378,9 @@ async def test_sql_cursor(env: Env) -> None:
     # several statements: bindings go to the last, its rows are returned
     rows = sql.exec("DELETE FROM items WHERE id = 1; SELECT v FROM items WHERE id > ?", 0)
     assert rows.to_array() == [{"v": "b"}, {"v": "c"}]
+    # a semicolon in a string, a trailing one and a comment after it: one statement
+    rows = sql.exec("SELECT v FROM items WHERE v = 'x;' OR id = 3; -- the last")
+    assert rows.to_array() == [{"v": "c"}]
     assert sql.database_size > 0
 
 

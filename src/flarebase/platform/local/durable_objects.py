@@ -69,7 +69,7 @@ from typing import Any, TypeVar
 
 from .. import invocation
 from ..config import DurableObjectSpec, Project
-from ..d1 import split_statements
+from ..d1 import script_statements, split_statements
 from ..durable_objects import (
     ALARM_MAX_RETRIES,
     ALARM_RETRY_BASE_SECONDS,
@@ -1173,20 +1173,14 @@ class LocalSqlStorage:
             raise DurableObjectError(str(e).removeprefix("D1_TYPE_ERROR: ")) from None
         guard.arm()
         before = conn.total_changes
+        # Several statements need a semicolon between them (a script is split first).
+        statements = script_statements(query) if ";" in query.rstrip(" \t\r\n;") else [query]
         try:
-            try:
-                if is_transaction(query):
-                    raise _transaction_refused()
-                cur = conn.execute(query, params)
-            except (sqlite3.ProgrammingError, sqlite3.Warning) as e:
-                if "one statement at a time" not in str(e):
-                    raise
-                statements = split_statements(query)
-                if any(is_transaction(statement) for statement in statements):
-                    raise _transaction_refused() from None
-                for statement in statements[:-1]:
-                    conn.execute(statement)
-                cur = conn.execute(statements[-1], params)
+            if any(is_transaction(statement) for statement in statements):
+                raise _transaction_refused()
+            for statement in statements[:-1]:
+                conn.execute(statement)
+            cur = conn.execute(statements[-1] if statements else "", params)
             rows = cur.fetchall()
         except (sqlite3.Error, OverflowError) as e:
             raise _sql_error(e, guard) from None

@@ -329,6 +329,8 @@ class ChatStream(DurableObject):
                 await self._save(stream, await self._assembled(stream))
 
     async def _recover(self) -> None:
+        if self.buffer.new:
+            return
         for stream in self.buffer.with_status("streaming"):
             log.warning(
                 "chat %s: stream %s was interrupted", stream["meta"]["chatId"], stream["id"]

@@ -52,7 +52,6 @@ CREATE TABLE IF NOT EXISTS streams (
     r2_prefix TEXT NOT NULL,
     saved INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS streams_created ON streams (created_ms);
 CREATE TABLE IF NOT EXISTS chunks (
     stream_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -91,7 +90,7 @@ class ChunkBuffer:
     def __init__(self, storage: Any, bucket: Any = None) -> None:
         self.sql = storage.sql
         self.bucket = bucket
-        storage.transaction_sync(self._create_tables)  # one commit
+        self.new = storage.transaction_sync(self._create_tables)  # (one commit)
         self._states: dict[str, _State] = {}
         self._prefix: dict[str, str] = {}
         self._touched: dict[str, int] = {}
@@ -99,11 +98,13 @@ class ChunkBuffer:
         self._flush_scheduled = False
         self._changed = asyncio.Event()
 
-    def _create_tables(self) -> None:
-        self.sql.exec(_SCHEMA)
-        columns = self.sql.exec("SELECT name FROM pragma_table_info('chunks')").to_array()
-        if all(column["name"] != "n" for column in columns):
+    def _create_tables(self) -> bool:
+        """Create (or upgrade) the tables; True if they are new (nothing to recover)."""
+        columns = [row["name"] for row in self.sql.exec("PRAGMA table_info(chunks)")]
+        if columns and "n" not in columns:
             self.sql.exec(_UPGRADE)
+        self.sql.exec(_SCHEMA)
+        return not columns
 
     # -- streams ---------------------------------------------------------------------------
     def create(
