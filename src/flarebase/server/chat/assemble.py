@@ -36,6 +36,12 @@ class MessageAssembler:
     # -- reading chunks ------------------------------------------------------------------
     def add(self, chunk: dict[str, Any]) -> None:
         kind = chunk.get("type")
+        if kind == "text-delta":  # nearly every chunk: straight to its part
+            entry = self._text.get(chunk.get("id", ""))  # (an id not a str: the slow path)
+            delta = chunk.get("delta", "")
+            if entry is not None and isinstance(delta, str):
+                entry[1].append(delta)
+                return
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, chunk)

@@ -199,7 +199,9 @@ class ChatStream(DurableObject):
 
     # -- producing -------------------------------------------------------------------------
     async def _emit(self, run: _Run, chunk: dict[str, Any]) -> None:
-        await self.buffer.append(run.stream_id, chunk_json(chunk))
+        data = chunk_json(chunk)
+        if self.buffer.stage(run.stream_id, data) is None:  # (too large for a row)
+            await self.buffer.append(run.stream_id, data)
         run.assembler.add(chunk)
         run.emitted += 1
         if run.emitted % YIELD_EVERY == 0:  # a model that never waits still lets readers run
@@ -351,5 +353,5 @@ class ChatStream(DurableObject):
         if due is None:
             if current is not None:
                 await storage.delete_alarm()
-        elif current != due:
+        elif current is None or current > due:  # (an earlier one runs and sets the next)
             await storage.set_alarm(due)

@@ -33,7 +33,10 @@ def echo_reply(messages: list[dict[str, Any]]) -> str:
 def echo_deltas(text: str) -> list[str]:
     deltas: list[str] = []
     for word in _WORD.findall(text):
-        deltas += [word[i : i + MAX_DELTA] for i in range(0, len(word), MAX_DELTA)]
+        if len(word) <= MAX_DELTA:
+            deltas.append(word)
+        else:
+            deltas += [word[i : i + MAX_DELTA] for i in range(0, len(word), MAX_DELTA)]
     return deltas
 
 

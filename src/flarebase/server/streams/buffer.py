@@ -250,23 +250,36 @@ class ChunkBuffer:
             await self.delete(row["id"])
 
     # -- chunks ----------------------------------------------------------------------------
-    async def append(self, stream_id: str, data: str) -> int:
+    def stage(self, stream_id: str, data: str) -> int | None:
         """Stage one chunk (a JSON text); its position. It is committed, with the others
-        staged meanwhile, as soon as the producer yields to the event loop (or at once,
-        for a chunk kept in R2)."""
-        state = self._state(stream_id)
-        if state is None or state.status != "streaming":
-            raise ValueError(f"stream {stream_id} is not streaming")
-        state.staged += 1
-        seq = state.staged
+        staged meanwhile, as soon as the producer yields to the event loop. None for a
+        chunk too large for a row: `append` that one."""
         if len(data) > INLINE_CHUNK_BYTES // 4 and len(data.encode()) > INLINE_CHUNK_BYTES:
-            await self._append_to_r2(stream_id, seq, data)
-            return seq
-        self._pending.append((stream_id, seq, data))
+            return None
+        state = self._streaming(stream_id)
+        state.staged += 1
+        self._pending.append((stream_id, state.staged, data))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
+        return state.staged
+
+    async def append(self, stream_id: str, data: str) -> int:
+        """`stage`, or for a chunk too large for a row, keep it in R2 and commit it (with
+        what was staged before it) at once; its position."""
+        seq = self.stage(stream_id, data)
+        if seq is None:
+            state = self._streaming(stream_id)
+            state.staged += 1
+            seq = state.staged
+            await self._append_to_r2(stream_id, seq, data)
         return seq
+
+    def _streaming(self, stream_id: str) -> _State:
+        state = self._state(stream_id)
+        if state is None or state.status != "streaming":
+            raise ValueError(f"stream {stream_id} is not streaming")
+        return state
 
     async def _append_to_r2(self, stream_id: str, seq: int, data: str) -> None:
         if self.bucket is None:
