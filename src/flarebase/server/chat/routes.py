@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from ...platform.errors import ConfigError
 from ..auth import CurrentUser, OptionalUser, User
@@ -21,7 +21,7 @@ from ..deps import get_env, get_settings
 from ..errors import ApiError, not_found
 from ..models import find_model, resolve
 from ..quotas import charge_message
-from ..streams import follow, sse
+from ..streams import EventStreamResponse, follow, sse
 from . import store
 from .schemas import (
     MAX_METADATA_BYTES,
@@ -85,7 +85,7 @@ def _streams(env: Any, chat_id: str) -> Any:
 # -- sending --------------------------------------------------------------------------------
 @router.post(
     "/api/chat",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={**_SSE, **_ERRORS, 409: {"description": "the message id belongs to another chat"}},
 )
 async def post_chat(body: ChatRequest, user: CurrentUser, request: Request) -> Response:
@@ -176,7 +176,7 @@ async def post_chat(body: ChatRequest, user: CurrentUser, request: Request) -> R
     except Exception:
         await store.finish_stream(db, stream_id, body.id, "error", "the response did not start")
         raise
-    return StreamingResponse(follow(stub, stream_id), headers=sse.HEADERS)
+    return EventStreamResponse(follow(stub, stream_id))
 
 
 async def _save_incoming(
@@ -219,7 +219,7 @@ async def _prepare_regenerate(
 # -- streams --------------------------------------------------------------------------------
 @router.get(
     "/api/chat/{chat_id}/stream",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={**_SSE, 204: {"description": "no active or recently finished stream"}, **_ERRORS},
 )
 async def resume_stream(
@@ -245,7 +245,7 @@ async def resume_stream(
     first = await stub.read_events(None, after or 0, 0.0)
     if first is None:
         return Response(status_code=204)
-    return StreamingResponse(follow(stub, first[0], after or 0, first), headers=sse.HEADERS)
+    return EventStreamResponse(follow(stub, first[0], after or 0, first))
 
 
 @router.post("/api/chat/{chat_id}/stop", response_model=Stopped, responses=_ERRORS)
