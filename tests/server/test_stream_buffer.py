@@ -36,6 +36,16 @@ class Buffered(DurableObject):
                 await asyncio.sleep(0)  # the staged chunks commit together
         self.buffer.finish(stream_id, "completed")
 
+    async def start(self, stream_id: str) -> None:
+        self.buffer.create(stream_id, {}, ttl_ms=60_000, abandoned_ttl_ms=60_000)
+
+    async def latest(self, finish: str | None = None, delete: str | None = None) -> str | None:
+        if finish:
+            self.buffer.finish(finish, "completed")
+        if delete:
+            await self.buffer.delete(delete)
+        return self.buffer.latest()
+
     async def read(self, stream_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return await self.buffer.read(stream_id, after, limit)
 
@@ -129,3 +139,17 @@ async def test_buffers_of_the_one_chunk_per_row_layout_read_back(tmp_path: Path)
         assert await stub.read("s", 2, 1000) == [(i, chunk(i)) for i in range(3, 6)]
         await stub.write("t", [chunk(i) for i in range(1, 4)], 100)
         assert await stub.read("t", 0, 1000) == [(i, chunk(i)) for i in range(1, 4)]
+
+
+async def test_latest_is_the_newest_stream_live_or_finished(tmp_path: Path) -> None:
+    async def write(stub: Any) -> None:
+        await stub.write("s1", [chunk(1)], 1)
+        assert await stub.latest() == "s1"  # (finished: from SQL)
+        await stub.start("s2")
+        assert await stub.latest() == "s2"  # (live: from memory)
+        assert await stub.latest(finish="s2") == "s2"
+        assert await stub.latest(delete="s2") == "s1"
+
+    async with await reopened(tmp_path, write) as env:
+        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+        assert await stub.latest() == "s1"

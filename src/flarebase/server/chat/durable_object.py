@@ -145,15 +145,11 @@ class ChatStream(DurableObject):
     async def _page(
         self, stream_id: str | None, after: int, wait: float
     ) -> tuple[str, str, bool, list[tuple[int, str]]] | None:
-        if stream_id:
-            if self.buffer.state(stream_id) is None:
-                return None
-            sid = stream_id
-        else:
-            latest = self.buffer.latest()
-            if latest is None:
-                return None
-            sid = latest["id"]
+        if stream_id and self.buffer.state(stream_id) is None:
+            return None
+        sid = stream_id or self.buffer.latest()
+        if sid is None:
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         while True:

@@ -92,6 +92,7 @@ class ChunkBuffer:
         self.bucket = bucket
         self.new = storage.transaction_sync(self._create_tables)  # (one commit)
         self._states: dict[str, _State] = {}
+        self._newest = ""  # the last stream this instance created
         self._prefix: dict[str, str] = {}
         self._touched: dict[str, int] = {}
         self._pending: list[tuple[str, int, str]] = []
@@ -129,6 +130,7 @@ class ChunkBuffer:
         )
         self._prefix[stream_id] = r2_prefix
         self._states[stream_id] = _State("streaming", 0, [])
+        self._newest = stream_id
         self._touched[stream_id] = now
         self._notify()
 
@@ -136,14 +138,17 @@ class ChunkBuffer:
         row = self.sql.exec("SELECT * FROM streams WHERE id = ?", stream_id).next()
         return _stream(row) if row else None
 
-    def latest(self) -> dict[str, Any] | None:
-        """The newest stream that has not expired."""
+    def latest(self) -> str | None:
+        """The id of the newest stream that has not expired."""
+        newest = self._states.get(self._newest)
+        if newest is not None and newest.status == "streaming":  # (a resume of a live one)
+            return self._newest
         row = self.sql.exec(
-            "SELECT * FROM streams WHERE expires_ms IS NULL OR expires_ms > ? "
+            "SELECT id FROM streams WHERE expires_ms IS NULL OR expires_ms > ? "
             "ORDER BY created_ms DESC, rowid DESC LIMIT 1",
             now_ms(),
         ).next()
-        return _stream(row) if row else None
+        return None if row is None else str(row["id"])
 
     def state(self, stream_id: str) -> tuple[str, int] | None:
         """(status, last committed position), or None if there is no such stream."""
