@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +58,21 @@ class Buffered(DurableObject):
         self.ctx.storage.sql.exec(query, *bindings)
 
 
-async def reopened(tmp_path: Path, calls: Any) -> Any:
-    """Run `calls(stub)` in one process, then return a stub in a new one (the buffer
-    then reads SQLite, not the memory of the instance that wrote it)."""
-    (tmp_path / "wrangler.toml").write_text(CONFIG)
-    options: dict[str, Any] = {"state_dir": tmp_path / "state"}
-    async with open_env(
-        tmp_path / "wrangler.toml", durable_objects={"Buffered": Buffered}, **options
-    ) as env:
-        await calls(env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b")))
-    return open_env(tmp_path / "wrangler.toml", durable_objects={"Buffered": Buffered}, **options)
+def stub_of(env: Any) -> Any:
+    return env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+
+
+@asynccontextmanager
+async def reopened(tmp_path: Path, calls: Callable[[Any], Awaitable[Any]]) -> AsyncIterator[Any]:
+    """Run `calls(stub)` in one process, then give a stub in a new one (whose buffer
+    reads SQLite, not the memory of the instance that wrote it)."""
+    config = tmp_path / "wrangler.toml"
+    config.write_text(CONFIG)
+    classes, state = {"Buffered": Buffered}, tmp_path / "state"
+    async with open_env(config, durable_objects=classes, state_dir=state) as env:
+        await calls(stub_of(env))
+    async with open_env(config, durable_objects=classes, state_dir=state) as env:
+        yield stub_of(env)
 
 
 def chunk(i: int, text: str = "") -> str:
@@ -79,11 +86,7 @@ async def test_rows_hold_the_chunks_committed_together_and_read_back_by_position
 ) -> None:
     written = [chunk(i) for i in range(1, 101)]
 
-    async def write(stub: Any) -> None:
-        await stub.write("s", written, 40)
-
-    async with await reopened(tmp_path, write) as env:
-        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+    async with reopened(tmp_path, lambda stub: stub.write("s", written, 40)) as stub:
         assert await stub.rows() == [40, 40, 20]
         assert await stub.read("s", 0, 1000) == list(enumerate(written, 1))
         assert await stub.read("s", 55, 1000) == list(enumerate(written, 1))[55:]
@@ -99,11 +102,7 @@ async def test_a_chunk_with_a_newline_of_its_own_has_a_row_to_itself(tmp_path: P
     pretty = json.dumps({"type": "data-note", "data": {"a": 1}}, indent=2)
     written = [chunk(1), chunk(2), pretty, chunk(4, "\\n escaped, not a newline")]
 
-    async def write(stub: Any) -> None:
-        await stub.write("s", written, 100)
-
-    async with await reopened(tmp_path, write) as env:
-        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+    async with reopened(tmp_path, lambda stub: stub.write("s", written, 100)) as stub:
         assert await stub.rows() == [2, 1, 1]
         assert await stub.read("s", 0, 1000) == list(enumerate(written, 1))
 
@@ -112,11 +111,7 @@ async def test_a_chunk_over_a_megabyte_is_kept_in_r2_between_rows(tmp_path: Path
     big = chunk(2, "x" * 1_100_000)
     written = [chunk(1), big, chunk(3), chunk(4)]
 
-    async def write(stub: Any) -> None:
-        await stub.write("s", written, 100)
-
-    async with await reopened(tmp_path, write) as env:
-        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+    async with reopened(tmp_path, lambda stub: stub.write("s", written, 100)) as stub:
         assert await stub.rows() == [1, 1, 2]
         assert await stub.read("s", 0, 1000) == list(enumerate(written, 1))
         assert await stub.read("s", 2, 1) == [(3, written[2])]
@@ -134,8 +129,7 @@ async def test_buffers_of_the_one_chunk_per_row_layout_read_back(tmp_path: Path)
         for i in range(1, 6):
             await stub.raw_sql("INSERT INTO chunks VALUES ('s', ?, ?, NULL)", i, chunk(i))
 
-    async with await reopened(tmp_path, old_layout) as env:
-        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+    async with reopened(tmp_path, old_layout) as stub:
         assert await stub.read("s", 2, 1000) == [(i, chunk(i)) for i in range(3, 6)]
         await stub.write("t", [chunk(i) for i in range(1, 4)], 100)
         assert await stub.read("t", 0, 1000) == [(i, chunk(i)) for i in range(1, 4)]
@@ -150,6 +144,5 @@ async def test_latest_is_the_newest_stream_live_or_finished(tmp_path: Path) -> N
         assert await stub.latest(finish="s2") == "s2"
         assert await stub.latest(delete="s2") == "s1"
 
-    async with await reopened(tmp_path, write) as env:
-        stub = env.CHAT_STREAMS.get(env.CHAT_STREAMS.id_from_name("b"))
+    async with reopened(tmp_path, write) as stub:
         assert await stub.latest() == "s1"
