@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import sys
 import tomllib
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from flarebase.deploy import (
 from flarebase.platform import ConfigError, load_project
 from flarebase.platform.queues import MessageBatch
 from flarebase.platform.workers.queues import dispatch_batch
-from flarebase.platform.workers.runtime import rpc_methods
+from flarebase.platform.workers.runtime import App, rpc_methods
 from flarebase.server.chat import ChatStream
 
 from ..helpers import CHAT_BACKEND
@@ -118,6 +120,8 @@ def test_entry_point_declares_fetch_queue_and_durable_object_hosts(project: Path
     assert "'jobs': 'app.jobs:handle'" in source.replace('"', "'")
     assert "'MEMORY': 'vectorize'" in source.replace('"', "'")
     assert "'JOBS': 'queue'" in source.replace('"', "'")
+    # The entrypoint's ctx goes to the app: with it, the runtime's adapter streams SSE.
+    assert "APP.fetch(request, self.env, self.ctx)" in source
     # No work at import: the module only defines names (the app is built on first request).
     calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert calls == []
@@ -225,3 +229,28 @@ def test_dispatch_acks_and_retries_as_the_local_provider() -> None:
     messages = [FakeMessage(str(i), i) for i in range(2)]
     asyncio.run(dispatch_batch(FakeBatch(messages), None, fail))
     assert [m.outcome for m in messages] == [("ack", None), ("retry", None)]
+
+
+@pytest.mark.parametrize("takes_ctx", [True, False])
+def test_fetch_gives_ctx_to_an_adapter_that_takes_it(
+    takes_ctx: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for the Python Workers runtime's `asgi` module (workerd's Python runtime
+    # cannot run here): the newer adapter streams a body only when given `ctx`.
+    calls: list[tuple[Any, ...]] = []
+
+    async def fetch_with_ctx(app: Any, req: Any, env: Any, ctx: Any = None) -> str:
+        calls.append((app, req, ctx))
+        return "response"
+
+    async def fetch_without(app: Any, req: Any, env: Any) -> str:
+        calls.append((app, req))
+        return "response"
+
+    adapter = types.ModuleType("asgi")
+    adapter.fetch = fetch_with_ctx if takes_ctx else fetch_without  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "asgi", adapter)
+    monkeypatch.setattr(App, "env", lambda self, js_env: js_env)  # (wrapping needs Pyodide)
+    app = App(lambda env: "the app", {})
+    assert asyncio.run(app.fetch("request", types.SimpleNamespace(), "ctx")) == "response"
+    assert calls == ([("the app", "request", "ctx")] if takes_ctx else [("the app", "request")])

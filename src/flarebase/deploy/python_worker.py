@@ -130,7 +130,7 @@ APP = App({app!r}, BINDINGS)
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        return await APP.fetch(request, self.env)
+        return await APP.fetch(request, self.env, self.ctx)
 
     async def queue(self, batch):
         await serve_queue(batch, self.env, CONSUMERS, BINDINGS)

@@ -74,13 +74,18 @@ class App:
             self._app = load(self._factory)(env)
         return self._app
 
-    async def fetch(self, request: Any, js_env: Any) -> Any:
+    async def fetch(self, request: Any, js_env: Any, ctx: Any = None) -> Any:
         """Hand the request to the app through the runtime's ASGI adapter; the wrapped
-        env is the app's and `request.scope["env"]`."""
+        env is the app's and `request.scope["env"]`. With the entrypoint's `ctx`, an
+        adapter that takes it streams the body (a chat's SSE) instead of buffering
+        the whole response."""
         import asgi  # type: ignore[import-not-found]  # the Python Workers runtime's adapter
 
         env = self.env(js_env)
-        return await asgi.fetch(self.app(env), getattr(request, "js_object", request), env)
+        args = [self.app(env), getattr(request, "js_object", request), env]
+        if ctx is not None and "ctx" in inspect.signature(asgi.fetch).parameters:
+            args.append(ctx)
+        return await asgi.fetch(*args)
 
 
 def _raw(js_env: Any) -> Any:
