@@ -54,7 +54,10 @@ WORKER_DEPENDENCIES: list[tuple[str, str]] = [
 # (package, why a Worker does without it)
 NOT_IN_WORKER: list[tuple[str, str]] = [
     ("typer, rich", "the CLI only"),
-    ("uvicorn", "the local server only: a Worker serves through the runtime's ASGI adapter"),
+    (
+        "uvicorn, httptools",
+        "the local server only: a Worker serves through the runtime's ASGI adapter",
+    ),
     ("psycopg[binary]", "migrations from Postgres only; a compiled extension Pyodide lacks"),
     ("numpy", "the local Vectorize only (Pyodide ships it; a Worker uses the real Vectorize)"),
     ("sqlite3", "the local provider only (a Worker uses the real D1, KV, R2, DOs, Queues)"),
