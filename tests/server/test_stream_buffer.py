@@ -15,6 +15,7 @@ from typing import Any
 from flarebase.platform import open_env
 from flarebase.platform.durable_objects import DurableObject, DurableObjectState
 from flarebase.server.streams import ChunkBuffer
+from flarebase.server.streams.buffer import now_ms
 
 from ..helpers import wrangler_toml
 
@@ -47,6 +48,11 @@ class Buffered(DurableObject):
         if delete:
             await self.buffer.delete(delete)
         return self.buffer.latest()
+
+    async def due(self, retry_at: int | None = None, saved: str | None = None) -> int | None:
+        if saved:
+            self.buffer.mark_saved(saved)
+        return self.buffer.next_due(retry_at)
 
     async def read(self, stream_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return await self.buffer.read(stream_id, after, limit)
@@ -146,3 +152,16 @@ async def test_latest_is_the_newest_stream_live_or_finished(tmp_path: Path) -> N
 
     async with reopened(tmp_path, write) as stub:
         assert await stub.latest() == "s1"
+
+
+async def test_next_due_is_the_expiry_or_the_retry_of_an_unsaved_stream(tmp_path: Path) -> None:
+    async def write(stub: Any) -> None:
+        await stub.write("s", [chunk(1)], 1)  # finished, kept 60 s, not saved yet
+
+    async with reopened(tmp_path, write) as stub:
+        expires = await stub.due()
+        assert expires is not None and abs(expires - now_ms() - 60_000) < 5_000
+        assert await stub.due(retry_at=now_ms() + 1_000) < expires  # saving is retried
+        assert await stub.due(retry_at=now_ms() + 1_000, saved="s") == expires
+        await stub.start("live")  # (due later: when it would count as stalled)
+        assert await stub.due(retry_at=now_ms() + 1_000) == expires

@@ -338,12 +338,10 @@ class ChatStream(DurableObject):
         await self._schedule()
 
     async def _schedule(self) -> None:
-        due = self.buffer.next_due()
         now = now_ms()
+        due = self.buffer.next_due(retry_at=now + SAVE_RETRY_MS)
         if self._runs:
             due = min(due, now + HEARTBEAT_MS) if due is not None else now + HEARTBEAT_MS
-        if self.buffer.unsaved():
-            due = min(due, now + SAVE_RETRY_MS) if due is not None else now + SAVE_RETRY_MS
         storage = self.ctx.storage
         current = await storage.get_alarm()
         if due is None:

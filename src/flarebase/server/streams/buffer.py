@@ -206,11 +206,14 @@ class ChunkBuffer:
         self._notify()
         return True
 
-    def next_due(self) -> int | None:
-        """When the next finished stream expires, or a streaming one counts as stalled."""
+    def next_due(self, retry_at: int | None = None) -> int | None:
+        """When the next finished stream expires, or a streaming one counts as stalled,
+        or (with `retry_at`) a finished one that is not saved yet is to be saved again."""
         row = self.sql.exec(
             "SELECT min(CASE WHEN status = 'streaming' THEN updated_ms + abandoned_ttl_ms "
-            "ELSE expires_ms END) AS due FROM streams"
+            "WHEN saved = 0 AND ?1 IS NOT NULL THEN min(coalesce(expires_ms, ?1), ?1) "
+            "ELSE expires_ms END) AS due FROM streams",
+            retry_at,
         ).one()
         return None if row["due"] is None else int(row["due"])
 
