@@ -17,6 +17,7 @@ alarms, `block_concurrency_while` and `wait_until`. Not yet adapted: WebSockets
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -83,9 +84,14 @@ class App:
 
         env = self.env(js_env)
         args = [self.app(env), getattr(request, "js_object", request), env]
-        if ctx is not None and "ctx" in inspect.signature(asgi.fetch).parameters:
+        if ctx is not None and _takes_ctx(asgi.fetch):
             args.append(ctx)
         return await asgi.fetch(*args)
+
+
+@functools.cache  # (once, not on every request)
+def _takes_ctx(fetch: Callable[..., Any]) -> bool:
+    return "ctx" in inspect.signature(fetch).parameters
 
 
 def _raw(js_env: Any) -> Any:

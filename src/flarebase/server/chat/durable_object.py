@@ -315,7 +315,9 @@ class ChatStream(DurableObject):
 
     async def _interrupt(self, stream: dict[str, Any]) -> None:
         """A stream whose producer is gone: end it, keep what was streamed."""
-        await self.buffer.append(stream["id"], _dumps({"type": "error", "errorText": INTERRUPTED}))
+        await self.buffer.append(
+            stream["id"], chunk_json({"type": "error", "errorText": INTERRUPTED})
+        )
         self.buffer.finish(stream["id"], "interrupted", INTERRUPTED)
         fresh = self.buffer.get(stream["id"])
         if fresh is not None:

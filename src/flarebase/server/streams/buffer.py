@@ -264,30 +264,29 @@ class ChunkBuffer:
         chunk too large for a row: `append` that one."""
         if len(data) > INLINE_CHUNK_BYTES // 4 and len(data.encode()) > INLINE_CHUNK_BYTES:
             return None
-        state = self._streaming(stream_id)
-        state.staged += 1
-        self._pending.append((stream_id, state.staged, data))
+        seq = self._next_position(stream_id)
+        self._pending.append((stream_id, seq, data))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
-        return state.staged
+        return seq
 
     async def append(self, stream_id: str, data: str) -> int:
         """`stage`, or for a chunk too large for a row, keep it in R2 and commit it (with
         what was staged before it) at once; its position."""
         seq = self.stage(stream_id, data)
         if seq is None:
-            state = self._streaming(stream_id)
-            state.staged += 1
-            seq = state.staged
+            seq = self._next_position(stream_id)
             await self._append_to_r2(stream_id, seq, data)
         return seq
 
-    def _streaming(self, stream_id: str) -> _State:
+    def _next_position(self, stream_id: str) -> int:
+        """Give out the next position of a streaming stream."""
         state = self._state(stream_id)
         if state is None or state.status != "streaming":
             raise ValueError(f"stream {stream_id} is not streaming")
-        return state
+        state.staged += 1
+        return state.staged
 
     async def _append_to_r2(self, stream_id: str, seq: int, data: str) -> None:
         if self.bucket is None:
