@@ -9,8 +9,10 @@ objects: the local provider (elsewhere the classes are the Worker's own).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -36,6 +38,7 @@ from flarebase.platform.durable_objects import (
     WebSocketRequestResponsePair,
     bridge_web_socket,
 )
+from flarebase.platform.local import durable_objects as local_do
 from flarebase.platform.local.durable_objects import list_objects
 
 pytestmark = pytest.mark.asyncio
@@ -476,6 +479,36 @@ async def test_state_survives_restart(provider: str, tmp_path: Path) -> None:
     [info] = list_objects(tmp_path, "Counter")
     assert (info.id, info.name, info.class_name) == (hex_id, "durable", "Counter")
     assert info.size_bytes > 0
+
+
+async def test_new_object_file_is_a_wal_database_with_the_hidden_tables(
+    provider: str, tmp_path: Path
+) -> None:
+    if provider != "local":
+        pytest.skip("the local provider's files")
+    async with do_env(provider, tmp_path) as env:
+        stub = counter(env, "fresh")
+        await stub.storage("put", "k", 1)
+        await stub.sql("INSERT INTO items (v) VALUES ('x')")
+    [path] = [p for p in tmp_path.rglob("*.sqlite3") if p.stem == str(stub.id)]
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_master")}
+    assert {"_cf_KV", "_cf_METADATA", "items"} <= tables
+
+
+async def test_failed_write_of_a_new_object_file_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_do.os, "write", full)
+    path = tmp_path / "object.sqlite3"
+    with pytest.raises(OSError, match="No space"):
+        local_do._create_database(path)
+    assert not path.exists()
 
 
 # -- alarms --------------------------------------------------------------------------------------

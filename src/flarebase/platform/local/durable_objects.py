@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import functools
 import hashlib
 import heapq
 import hmac
@@ -57,6 +58,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import pickle
 import secrets
 import sqlite3
@@ -69,7 +71,7 @@ from typing import Any, TypeVar
 
 from .. import invocation
 from ..config import DurableObjectSpec, Project
-from ..d1 import script_statements, split_statements
+from ..d1 import script_statements
 from ..durable_objects import (
     ALARM_MAX_RETRIES,
     ALARM_RETRY_BASE_SECONDS,
@@ -110,6 +112,37 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _cf_KV (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _cf_METADATA (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
+
+
+@functools.cache
+def _empty_database() -> bytes:
+    """The bytes of a new object's file: `_SCHEMA` on a database already in WAL mode
+    (header bytes 18-19 = 2), so a new object skips the switch to WAL and the schema."""
+    memory = sqlite3.connect(":memory:")
+    memory.executescript(_SCHEMA)
+    image = bytearray(memory.serialize())
+    memory.close()
+    image[18:20] = b"\x02\x02"
+    return bytes(image)
+
+
+def _create_database(path: Path) -> bool:
+    """Write an empty object database at `path`; False when the file is already there.
+    One write(2): a killed process leaves the whole file or none of it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, _empty_database())
+    except BaseException:
+        os.close(fd)
+        path.unlink()
+        raise
+    os.close(fd)
+    return True
+
+
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, name TEXT, created_ms INTEGER)
     WITHOUT ROWID;
@@ -861,22 +894,22 @@ class LocalStorage:
         ns = actor.ns
         ns.folder.mkdir(parents=True, exist_ok=True)
         path = ns.object_path(actor.id)
-        new = not path.exists()
+        new = _create_database(path)
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, cached_statements=256
         )
         # One process owns an object, as one machine does on Cloudflare: holding the file's
         # lock spares each transaction its lock calls (DO RPC +13-16% measured).
         self._conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-        # A new file's switch to WAL and first write (the schema) need not wait for the
-        # disk: nothing acknowledged is in them (a new object: 1.9 ms -> 0.4 ms).
+        # A new file's first write, which starts its WAL, need not wait for the disk:
+        # nothing acknowledged is in it (a new object: 1.9 ms -> 0.4 ms).
         self._guard = configure_connection(self._conn, synchronous="OFF" if new else "NORMAL")
         self._conn.set_authorizer(self._authorize)
         self._savepoints = 0
         self._txn_lock = asyncio.Lock()
         self._sql = LocalSqlStorage(self)
-        self._run_script(_SCHEMA)
-        if new:  # from here on, commits are as durable as D1's
+        if new:  # start the WAL; from then on, commits are as durable as D1's
+            self._run("PRAGMA user_version=0")
             self._run("PRAGMA synchronous=NORMAL")
         if new or actor.id.name is not None:
             ns.register_object(actor.id)
@@ -906,10 +939,6 @@ class LocalStorage:
             return self._conn.execute(sql, params)
         finally:
             guard.internal = False
-
-    def _run_script(self, sql: str) -> None:
-        for statement in split_statements(sql):
-            self._run(statement)
 
     def close(self) -> None:
         self._conn.close()
