@@ -139,9 +139,8 @@ async def post_chat(body: ChatRequest, user: CurrentUser, request: Request) -> R
         created = await store.create_chat(
             db, body.id, user.id, title_from(incoming.stored()), visibility, model.id
         )
-        chat = await store.get_chat(db, body.id)
         if not created:  # the id was taken meanwhile
-            _writable(chat, user)
+            _writable(await store.get_chat(db, body.id), user)
     else:
         if chat["status"] == "streaming":  # finish (and save) the previous answer first
             await stub.stop()
