@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from flarebase.server.chat import store
+from flarebase.server.chat.store import get_chat
+
 from .conftest import Server
 from .test_chat_helpers import chunks, message_text, send, user_message
 
@@ -183,3 +186,26 @@ def test_another_user_cannot_stop_a_running_answer(server: Server) -> None:
     assert refused.status_code == 404
     assert '"type":"finish"' in rest and '"type":"abort"' not in rest
     assert alice.get("/api/chat/c1").json()["status"] == "ready"
+
+
+def test_a_chat_created_by_another_user_meanwhile_is_not_written(
+    server: Server, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's first message names a chat id that alice's chat took after bob's request
+    looked it up (a race): the insert finds the id taken, and bob gets a 404."""
+    looked_up: list[str] = []
+
+    async def not_there_yet(db: Any, chat_id: str) -> dict[str, Any] | None:
+        if not looked_up:
+            looked_up.append(chat_id)
+            return None
+        return await get_chat(db, chat_id)
+
+    monkeypatch.setattr(store, "get_chat", not_there_yet)
+    r = world["bob"].post(
+        "/api/chat", json={"id": "private1", "messages": [user_message("mine", "b1")]}
+    )
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    assert looked_up == ["private1"]
+    assert server.sql("SELECT id FROM messages WHERE id = 'b1'") == []
+    _alice_untouched(server, world)
