@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -678,6 +679,30 @@ async def test_idle_objects_are_evicted_and_rebuilt(provider: str, tmp_path: Pat
         assert await stub.bump_memory() == 1  # a new instance: memory is gone...
         assert await stub.storage("get", "n") == 1  # ...storage is not
         assert env.COUNTERS.constructed == 2
+
+
+async def test_evicted_objects_close_off_the_event_loop(
+    provider: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if provider != "local":
+        pytest.skip("the local provider's files")
+    async with do_env(provider, tmp_path) as env:
+        stub = counter(env, "e")
+        await stub.increment()
+        release, closed = threading.Event(), []
+        close = local_do.LocalStorage.close
+
+        def slow_close(storage: Any) -> None:
+            release.wait(5)
+            close(storage)
+            closed.append(storage)
+
+        monkeypatch.setattr(local_do.LocalStorage, "close", slow_close)
+        env.COUNTERS.evict(env.COUNTERS._actors[str(stub.id)])
+        assert closed == []  # evict returned while the file is still being closed
+        threading.Timer(0.05, release.set).start()
+        assert await stub.storage("get", "n") == 1  # waits for the close, then reopens
+        assert len(closed) == 1
 
 
 async def test_busy_objects_are_not_evicted(provider: str, tmp_path: Path) -> None:

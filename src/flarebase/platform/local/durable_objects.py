@@ -64,6 +64,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +143,10 @@ def _create_database(path: Path) -> bool:
     os.close(fd)
     return True
 
+
+# Closing an object's file checkpoints its WAL and waits for the disk: evicting 300 idle
+# objects held the event loop for 190 ms (64 ms of CPU), so evicted files close here.
+_CLOSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flarebase-do-close")
 
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, name TEXT, created_ms INTEGER)
@@ -327,6 +332,8 @@ class LocalDurableObjectNamespace:
         self.folder = runtime.root / class_name
         self._key = hashlib.sha256(f"flarebase-durable-object:{class_name}".encode()).digest()
         self._actors: dict[str, _Actor] = {}
+        self._closing: dict[str, Future[None]] = {}  # evicted objects' files being closed
+        self._prune_at = 64
         self._cls: type[DurableObject] | None = None
         self._index: sqlite3.Connection | None = None
         self._heap: list[tuple[int, int, str, int, int]] = []
@@ -613,10 +620,21 @@ class LocalDurableObjectNamespace:
         if not actor.sockets:  # accepted WebSockets keep the record (hibernation)
             self._actors.pop(actor.id._hex, None)
 
+    def close_later(self, hex_id: str, storage: LocalStorage) -> None:
+        """Close an evicted object's file in `_CLOSER`'s thread."""
+        closing = self._closing
+        if len(closing) >= self._prune_at:  # (amortised: when the map has doubled)
+            closing = self._closing = {k: f for k, f in closing.items() if not f.done()}
+            self._prune_at = max(64, 2 * len(closing))
+        closing[hex_id] = _CLOSER.submit(storage.close)
+
     def close(self) -> None:
         for actor in self._actors.values():
             actor.evict()
         self._actors.clear()
+        for pending in self._closing.values():
+            pending.result()
+        self._closing.clear()
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -703,6 +721,9 @@ class _Actor:
 
     def storage(self) -> LocalStorage:
         if self._storage is None:
+            closing = self.ns._closing.pop(self.id._hex, None)
+            if closing is not None:  # (evicted a moment ago)
+                closing.result()
             self.ns.runtime.opening()
             try:
                 self._storage = LocalStorage(self)
@@ -741,7 +762,7 @@ class _Actor:
         self.instance = None
         self.state = None
         if self._storage is not None:
-            self._storage.close()
+            self.ns.close_later(self.id._hex, self._storage)
             self._storage = None
             self.ns.runtime.open_count -= 1
         self.sockets = [ws for ws in self.sockets if ws.ready_state == WebSocket.OPEN]
