@@ -192,6 +192,28 @@ def test_finished_buffers_expire_by_alarm_and_resume_answers_204(server: Server)
     assert message_text(messages_of(client, "c1")[1]) == "short lived"  # D1 keeps the message
 
 
+def test_after_an_answer_its_alarm_is_the_buffer_expiry_not_the_heartbeat(
+    server: Server,
+) -> None:
+    """While an answer runs, the chat's object keeps a heartbeat alarm (seconds away, for
+    recovery after a crash); once it ends, the alarm moves to when the buffer expires,
+    so a finished chat is not woken for nothing."""
+    client = signed_in(server)
+    for _ in range(2):  # a new chat, then an existing one
+        send(client, "c1", "hello")
+    namespace = server.env.CHAT_STREAMS
+    storage = namespace._actors[namespace.id_from_name("c1")._hex].storage()
+
+    async def alarm_and_expiry() -> tuple[int | None, int]:  # (read on the server's loop)
+        rows = storage.sql.exec("SELECT min(expires_ms) AS due FROM streams").one()
+        return storage.alarm_ms(), rows["due"]
+
+    deadline = time.monotonic() + 5
+    while (found := server.run(alarm_and_expiry))[0] != found[1]:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.02)
+
+
 def test_stop_ends_the_stream_with_abort_and_saves_the_partial_answer(server: Server) -> None:
     client = signed_in(server, CHAT_ECHO_DELAY_MS=30)
     text = words(60)

@@ -349,5 +349,7 @@ class ChatStream(DurableObject):
         if due is None:
             if current is not None:
                 await storage.delete_alarm()
-        elif current is None or current > due:  # (an earlier one runs and sets the next)
+        elif current != due and (current is None or current > due or not self._runs):
+            # While answers run, an earlier alarm is kept (it runs and sets the next);
+            # after, the heartbeat moves to what is due: no wake-up for nothing.
             await storage.set_alarm(due)
