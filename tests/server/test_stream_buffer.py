@@ -31,13 +31,18 @@ class Buffered(DurableObject):
         super().__init__(ctx, env)
         self.buffer = ChunkBuffer(ctx.storage, env.BUCKET)
 
-    async def write(self, stream_id: str, chunks: list[str], yield_every: int) -> None:
+    async def write(
+        self, stream_id: str, chunks: list[str], yield_every: int, saved: bool = False
+    ) -> None:
         self.buffer.create(stream_id, {}, ttl_ms=60_000, abandoned_ttl_ms=60_000)
         for i, chunk in enumerate(chunks, 1):
             await self.buffer.append(stream_id, chunk)
             if i % yield_every == 0:
                 await asyncio.sleep(0)  # the staged chunks commit together
-        self.buffer.finish(stream_id, "completed")
+        self.buffer.finish(stream_id, "completed", saved=saved)
+
+    async def unsaved(self) -> list[str]:
+        return [stream["id"] for stream in self.buffer.unsaved()]
 
     async def start(self, stream_id: str) -> None:
         self.buffer.create(stream_id, {}, ttl_ms=60_000, abandoned_ttl_ms=60_000)
@@ -165,3 +170,12 @@ async def test_next_due_is_the_expiry_or_the_retry_of_an_unsaved_stream(tmp_path
         assert await stub.due(retry_at=now_ms() + 1_000, saved="s") == expires
         await stub.start("live")  # (due later: when it would count as stalled)
         assert await stub.due(retry_at=now_ms() + 1_000) == expires
+
+
+async def test_a_stream_finished_as_saved_is_not_saved_again(tmp_path: Path) -> None:
+    async def write(stub: Any) -> None:
+        await stub.write("saved", [chunk(1)], 1, saved=True)
+        await stub.write("unsaved", [chunk(1)], 1)
+
+    async with reopened(tmp_path, write) as stub:
+        assert await stub.unsaved() == ["unsaved"]

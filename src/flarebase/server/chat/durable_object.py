@@ -256,9 +256,9 @@ class ChatStream(DurableObject):
         run.assembler.finalize()
         self.buffer.flush()  # readers get every chunk now, and [DONE] once it is saved
         stream = self.buffer.get(run.stream_id)
-        if stream is not None:  # saved before readers get [DONE]: then D1 has the answer
-            await self._save(stream, run.assembler, status, error)
-        self.buffer.finish(run.stream_id, status, error)
+        # saved before readers get [DONE]: then D1 has the answer
+        saved = stream is not None and await self._save(stream, run.assembler, status, error)
+        self.buffer.finish(run.stream_id, status, error, saved=saved)
 
     async def _stop_runs(self) -> bool:
         runs = list(self._runs.values())
@@ -278,9 +278,9 @@ class ChatStream(DurableObject):
         assembler: MessageAssembler,
         status: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """The assistant message and the stream's outcome (default: as stored), to D1.
-        A failure is logged and retried by the alarm."""
+    ) -> bool:
+        """The assistant message and the stream's outcome (default: as stored), to D1;
+        False on a failure, which is logged (the alarm tries again)."""
         meta = stream["meta"]
         if status is None:
             status, error = stream["status"], stream["error"]
@@ -296,8 +296,8 @@ class ChatStream(DurableObject):
             await store.finish_stream(self.env.DB, stream["id"], meta["chatId"], status, error)
         except Exception:
             log.exception("chat %s: could not save stream %s", meta["chatId"], stream["id"])
-            return
-        self.buffer.mark_saved(stream["id"])
+            return False
+        return True
 
     async def _assembled(self, stream: dict[str, Any]) -> MessageAssembler:
         assembler = MessageAssembler(stream["meta"]["messageId"])
@@ -320,13 +320,15 @@ class ChatStream(DurableObject):
         )
         self.buffer.finish(stream["id"], "interrupted", INTERRUPTED)
         fresh = self.buffer.get(stream["id"])
-        if fresh is not None:
-            await self._save(fresh, await self._assembled(fresh))
+        if fresh is not None and await self._save(fresh, await self._assembled(fresh)):
+            self.buffer.mark_saved(fresh["id"])
 
     async def _save_unsaved(self) -> None:
         for stream in self.buffer.unsaved():
-            if stream["id"] not in self._runs:
-                await self._save(stream, await self._assembled(stream))
+            if stream["id"] not in self._runs and await self._save(
+                stream, await self._assembled(stream)
+            ):
+                self.buffer.mark_saved(stream["id"])
 
     async def _recover(self) -> None:
         if self.buffer.new:

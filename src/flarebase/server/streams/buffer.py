@@ -180,9 +180,11 @@ class ChunkBuffer:
     def mark_saved(self, stream_id: str) -> None:
         self.sql.exec("UPDATE streams SET saved = 1 WHERE id = ?", stream_id)
 
-    def finish(self, stream_id: str, status: str, error: str | None = None) -> bool:
-        """Commit what is staged and mark a streaming stream finished; False if it was
-        not streaming."""
+    def finish(
+        self, stream_id: str, status: str, error: str | None = None, saved: bool = False
+    ) -> bool:
+        """Commit what is staged and mark a streaming stream finished (and `saved`, in
+        the same write); False if it was not streaming."""
         assert status in FINISHED
         self.flush()
         stream = self.get(stream_id)
@@ -192,12 +194,13 @@ class ChunkBuffer:
         keep = stream["abandoned_ttl_ms"] if status == "interrupted" else stream["ttl_ms"]
         self.sql.exec(
             "UPDATE streams SET status = ?, error = ?, finished_ms = ?, updated_ms = ?, "
-            "expires_ms = ? WHERE id = ?",
+            "expires_ms = ?, saved = max(saved, ?) WHERE id = ?",
             status,
             error,
             now,
             now,
             now + keep,
+            int(saved),
             stream_id,
         )
         state = self._state(stream_id)
