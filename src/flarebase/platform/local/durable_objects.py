@@ -39,8 +39,8 @@ command, say) can still create ids and stubs, but does not run that class's alar
 stay stored for the process that serves the project.
 
 An object is hosted by one process at a time (the one that serves the project). At most
-`max_open` objects keep their SQLite file open (derived from the open-file limit); past
-that, the least recently used idle objects are evicted.
+`max_open` objects keep their SQLite file open (derived from the open-file limit, at most
+2,000); past that, the least recently used idle objects are evicted.
 """
 
 from __future__ import annotations
@@ -134,8 +134,10 @@ def _create_database(path: Path) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
+    image = _empty_database()
     try:
-        os.write(fd, _empty_database())
+        if os.write(fd, image) != len(image):
+            raise OSError(f"{path}: short write")
     except BaseException:
         os.close(fd)
         path.unlink()
@@ -162,7 +164,9 @@ _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def _max_open_objects() -> int:
-    """How many objects may hold an open SQLite file (3 descriptors each, with the WAL)."""
+    """How many objects may hold an open SQLite file (3 descriptors each, with the WAL).
+    At most 2,000: SQLite walks its list of open files on every open (measured: 40 us
+    with 1,000 files open, 280 us with 4,000, 610 us with 6,000)."""
     try:
         import resource
     except ImportError:  # not POSIX
@@ -170,7 +174,7 @@ def _max_open_objects() -> int:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY or soft <= 0:
         soft = 65_536
-    return max(64, min(10_000, (soft - 256) // 4))
+    return max(64, min(2_000, (soft - 256) // 4))
 
 
 def _now_ms() -> int:
@@ -628,6 +632,12 @@ class LocalDurableObjectNamespace:
             self._prune_at = max(64, 2 * len(closing))
         closing[hex_id] = _CLOSER.submit(storage.close)
 
+    def wait_closed(self, hex_id: str) -> None:
+        """Wait for the close of an object's file evicted a moment ago, if any."""
+        closing = self._closing.pop(hex_id, None)
+        if closing is not None:
+            closing.result()
+
     def close(self) -> None:
         for actor in self._actors.values():
             actor.evict()
@@ -721,9 +731,7 @@ class _Actor:
 
     def storage(self) -> LocalStorage:
         if self._storage is None:
-            closing = self.ns._closing.pop(self.id._hex, None)
-            if closing is not None:  # (evicted a moment ago)
-                closing.result()
+            self.ns.wait_closed(self.id._hex)
             self.ns.runtime.opening()
             try:
                 self._storage = LocalStorage(self)
