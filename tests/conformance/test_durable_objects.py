@@ -56,6 +56,16 @@ class Counter(DurableObject):
     async def whoami(self) -> int:
         return id(self)
 
+    async def linger(self) -> None:
+        """Leave work running after this call: a storage write every 10 ms, forever."""
+
+        async def forever() -> None:
+            while True:
+                await self.ctx.storage.put("tick", time.time())
+                await asyncio.sleep(0.01)
+
+        self.ctx.wait_until(forever())
+
     async def bump_memory(self) -> int:
         self.memory += 1
         return self.memory
@@ -703,6 +713,20 @@ async def test_evicted_objects_close_off_the_event_loop(
         threading.Timer(0.05, release.set).start()
         assert await stub.storage("get", "n") == 1  # waits for the close, then reopens
         assert len(closed) == 1
+
+
+async def test_closing_the_env_cancels_the_work_objects_left_running(
+    provider: str, tmp_path: Path
+) -> None:
+    if provider != "local":
+        pytest.skip("the local provider's runtime")
+    async with do_env(provider, tmp_path) as env:
+        stub = counter(env, "lingering")
+        await stub.linger()
+        [task] = env.COUNTERS._actors[str(stub.id)].background
+        await asyncio.sleep(0.05)
+        assert not task.done()
+    assert task.cancelled()  # not left writing to a closed file
 
 
 async def test_busy_objects_are_not_evicted(provider: str, tmp_path: Path) -> None:

@@ -317,7 +317,14 @@ class LocalDurableObjects:
                 ns.evict_idle(now)
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks)
+        # The runtime's loops, and the objects' work left running (`ctx.wait_until`): an
+        # object must not run on past its storage's close.
+        tasks = list(self._tasks) + [
+            task
+            for ns in self.namespaces.values()
+            for actor in ns._actors.values()
+            for task in actor.background
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
