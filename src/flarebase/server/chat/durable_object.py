@@ -320,15 +320,18 @@ class ChatStream(DurableObject):
         )
         self.buffer.finish(stream["id"], "interrupted", INTERRUPTED)
         fresh = self.buffer.get(stream["id"])
-        if fresh is not None and await self._save(fresh, await self._assembled(fresh)):
-            self.buffer.mark_saved(fresh["id"])
+        if fresh is not None:
+            await self._save_from_buffer(fresh)
 
     async def _save_unsaved(self) -> None:
         for stream in self.buffer.unsaved():
-            if stream["id"] not in self._runs and await self._save(
-                stream, await self._assembled(stream)
-            ):
-                self.buffer.mark_saved(stream["id"])
+            if stream["id"] not in self._runs:
+                await self._save_from_buffer(stream)
+
+    async def _save_from_buffer(self, stream: dict[str, Any]) -> None:
+        """Save a finished stream with no producer, its answer assembled from its chunks."""
+        if await self._save(stream, await self._assembled(stream)):
+            self.buffer.mark_saved(stream["id"])
 
     async def _recover(self) -> None:
         if self.buffer.new:
